@@ -1,0 +1,47 @@
+//! The command line: what each subcommand takes. `main.rs` dispatches.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Turns AWS CloudTrail log files into BigPanda changes.
+#[derive(Debug, Parser)]
+#[command(name = "cloudtrail-changes", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Overlay settings file (TOML) on top of the built-in defaults (config/default.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Turn local CloudTrail files into changes: one JSON change per line on stdout, a summary
+    /// on stderr. Exit status 1 if any file failed (the others are still processed).
+    Process(ProcessArgs),
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// Arguments of `process`.
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    /// `.json.gz` or `.json` files, or directories searched recursively for them.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Also print one stderr line per dropped record (eventID, eventName, reason).
+    #[arg(long)]
+    pub explain: bool,
+    /// Bucket name to put in each change's metadata, as if the files came from it.
+    #[arg(long, value_name = "NAME")]
+    pub bucket: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings (secrets redacted), or the error with exit status 1.
+    Check,
+}

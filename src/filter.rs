@@ -1,0 +1,538 @@
+//! Decides which CloudTrail records are real changes (change-model.md, "Which records are
+//! changes"). Pure: a record and a policy in, a verdict out. Every drop has a [`Reason`].
+//!
+//! The steps, in order: malformed, category, read-only, failed, event type, noise; then
+//! [`Dedup`] drops an `eventID` already seen.
+
+use crate::records::{Element, Record};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+/// Why a record is not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    ReadOnly,
+    Failed,
+    EventType,
+    Category,
+    Noise,
+    Duplicate,
+    Malformed,
+}
+
+impl Reason {
+    /// Every reason, in a stable order (for tallies and reports).
+    pub const ALL: [Reason; 7] = [
+        Reason::ReadOnly,
+        Reason::Failed,
+        Reason::EventType,
+        Reason::Category,
+        Reason::Noise,
+        Reason::Duplicate,
+        Reason::Malformed,
+    ];
+
+    /// The reason's name in reports and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ReadOnly => "read_only",
+            Reason::Failed => "failed",
+            Reason::EventType => "event_type",
+            Reason::Category => "category",
+            Reason::Noise => "noise",
+            Reason::Duplicate => "duplicate",
+            Reason::Malformed => "malformed",
+        }
+    }
+
+    /// Position in [`Reason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The event-name prefixes that mark a read where `readOnly` is absent.
+pub const DEFAULT_READ_PREFIXES: [&str; 18] = [
+    "Get", "List", "Describe", "Head", "Lookup", "Search", "Query", "Scan", "BatchGet", "Check",
+    "Test", "Validate", "Preview", "Estimate", "Simulate", "View", "Verify", "Decode",
+];
+
+/// The event types that are resource changes.
+pub const DEFAULT_EVENT_TYPES: [&str; 3] = ["AwsApiCall", "AwsConsoleAction", "AwsServiceEvent"];
+
+/// Event names that are never changes worth correlating (globs).
+pub const DEFAULT_NOISE: [&str; 16] = [
+    "AssumeRole*",
+    "GetSessionToken",
+    "GetFederationToken",
+    "ConsoleLogin",
+    "SwitchRole",
+    "StartSession",
+    "ResumeSession",
+    "CreateLogStream",
+    "PutLogEvents",
+    "PutMetricData",
+    "Decrypt",
+    "Encrypt",
+    "GenerateDataKey*",
+    "CreateToken",
+    "RegisterClient",
+    "BatchCheckLayerAvailability",
+];
+
+/// The filter's policy, compiled once from settings.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub include_data_events: bool,
+    pub include_network_activity_events: bool,
+    pub keep_failed: bool,
+    pub deduplicate: bool,
+    pub event_types: Vec<String>,
+    pub read_prefixes: Vec<String>,
+    noise: GlobSet,
+}
+
+impl Policy {
+    /// Compiles the policy of `settings`.
+    ///
+    /// # Errors
+    /// The first noise glob that does not compile, with its text.
+    pub fn new(settings: &FilterSettings) -> Result<Self, globset::Error> {
+        let mut set = GlobSetBuilder::new();
+        for pattern in settings.noise.iter().chain(&settings.extra_noise) {
+            set.add(Glob::new(pattern)?);
+        }
+        Ok(Policy {
+            include_data_events: settings.include_data_events,
+            include_network_activity_events: settings.include_network_activity_events,
+            keep_failed: settings.keep_failed,
+            deduplicate: settings.deduplicate,
+            event_types: settings.event_types.clone(),
+            read_prefixes: settings.read_prefixes.clone(),
+            noise: set.build()?,
+        })
+    }
+
+    /// Why `record` is not a change, or `Ok` when it is one (before de-duplication).
+    ///
+    /// # Errors
+    /// The [`Reason`] of the first step that drops the record.
+    pub fn check(&self, element: &Element<'_>) -> Result<(), Reason> {
+        match element {
+            Element::NotAnObject => Err(Reason::Malformed),
+            Element::Record(record) => self.check_record(record),
+        }
+    }
+
+    fn check_record(&self, r: &Record<'_>) -> Result<(), Reason> {
+        r.key().map_err(|_| Reason::Malformed)?;
+        if !self.category_allowed(r) {
+            return Err(Reason::Category);
+        }
+        if self.is_read(r) {
+            return Err(Reason::ReadOnly);
+        }
+        if !self.keep_failed && (r.error_code.0 || r.error_message.0) {
+            return Err(Reason::Failed);
+        }
+        // Records before eventVersion 1.02 carry no eventType; they were all API calls.
+        let event_type = r.event_type.as_deref().unwrap_or("AwsApiCall");
+        if !self.event_types.iter().any(|t| t == event_type) {
+            return Err(Reason::EventType);
+        }
+        if r.event_name
+            .as_deref()
+            .is_some_and(|name| self.noise.is_match(name))
+        {
+            return Err(Reason::Noise);
+        }
+        Ok(())
+    }
+
+    fn category_allowed(&self, r: &Record<'_>) -> bool {
+        match r.event_category.as_deref() {
+            Some("Management") => true,
+            Some("Data") => self.include_data_events,
+            Some("NetworkActivity") => self.include_network_activity_events,
+            Some(_) => false,
+            // Without a category, `managementEvent: false` marks a data event; a record with
+            // neither field (older event versions) is a management event.
+            None => r.management_event != Some(false) || self.include_data_events,
+        }
+    }
+
+    fn is_read(&self, r: &Record<'_>) -> bool {
+        match r.read_only {
+            Some(read_only) => read_only,
+            None => r.event_name.as_deref().is_some_and(|name| {
+                self.read_prefixes
+                    .iter()
+                    .any(|p| name.starts_with(p.as_str()))
+            }),
+        }
+    }
+}
+
+impl Default for Policy {
+    /// The change model's default policy.
+    fn default() -> Self {
+        Policy::new(&FilterSettings::default())
+            .unwrap_or_else(|e| unreachable!("the default noise globs compile: {e}"))
+    }
+}
+
+/// The `[filter]` settings: each step of the change model's policy, configurable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSettings {
+    /// Keep data events (`eventCategory: Data`, or `managementEvent: false`).
+    pub include_data_events: bool,
+    /// Keep network-activity events.
+    pub include_network_activity_events: bool,
+    /// Keep calls that failed (`errorCode`/`errorMessage` present).
+    pub keep_failed: bool,
+    /// Send a repeated `eventID` once.
+    pub deduplicate: bool,
+    /// The `eventType`s that are changes.
+    pub event_types: Vec<String>,
+    /// Event-name prefixes that mark a read where `readOnly` is absent.
+    pub read_prefixes: Vec<String>,
+    /// Event-name globs that are noise (replaces the default list).
+    pub noise: Vec<String>,
+    /// Event-name globs added to `noise`.
+    pub extra_noise: Vec<String>,
+}
+
+impl Default for FilterSettings {
+    fn default() -> Self {
+        let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        FilterSettings {
+            include_data_events: false,
+            include_network_activity_events: false,
+            keep_failed: false,
+            deduplicate: true,
+            event_types: owned(&DEFAULT_EVENT_TYPES),
+            read_prefixes: owned(&DEFAULT_READ_PREFIXES),
+            noise: owned(&DEFAULT_NOISE),
+            extra_noise: Vec::new(),
+        }
+    }
+}
+
+/// Remembers the `eventID`s forwarded so far, so a repeated one is sent once.
+///
+/// Keeps a 64-bit hash per ID rather than the ID, so memory stays small (about 16 bytes per
+/// change); two different IDs share a hash with odds of about n²/2⁶⁵ (1 in 10⁸ for a million).
+#[derive(Debug, Default)]
+pub struct Dedup {
+    seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
+}
+
+impl Dedup {
+    /// True the first time `event_id` is offered, false after.
+    pub fn first_time(&mut self, event_id: &str) -> bool {
+        // SipHash with fixed keys: the same hash in every process and every run.
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new();
+        event_id.hash(&mut h);
+        self.seen.insert(h.finish())
+    }
+
+    /// How many distinct IDs were seen.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether no ID was seen yet.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+/// A hasher for keys that already are hashes.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_with(policy: &Policy, json: &str) -> Result<(), Reason> {
+        let element: Element<'_> = serde_json::from_str(json).expect("test JSON");
+        policy.check(&element)
+    }
+
+    fn check(json: &str) -> Result<(), Reason> {
+        check_with(&Policy::default(), json)
+    }
+
+    fn with(f: impl FnOnce(&mut FilterSettings)) -> Policy {
+        let mut s = FilterSettings::default();
+        f(&mut s);
+        Policy::new(&s).expect("valid policy")
+    }
+
+    const T: &str = r#""eventID":"e","eventTime":"2024-01-01T00:00:00Z""#;
+
+    #[test]
+    fn a_successful_management_write_is_a_change() {
+        assert_eq!(
+            check(&format!(
+                r#"{{{T},"eventName":"AuthorizeSecurityGroupIngress","readOnly":false,"eventType":"AwsApiCall","eventCategory":"Management"}}"#
+            )),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn records_without_id_or_time_or_object_shape_are_malformed() {
+        for json in [
+            r#"{"eventTime":"2024-01-01T00:00:00Z","eventName":"RunInstances"}"#,
+            r#"{"eventID":"","eventTime":"2024-01-01T00:00:00Z"}"#,
+            r#"{"eventID":7,"eventTime":"2024-01-01T00:00:00Z"}"#,
+            r#"{"eventID":"e"}"#,
+            r#"{"eventID":"e","eventTime":"yesterday"}"#,
+            r#"{"eventID":"e","eventTime":1704067200}"#,
+            r#"["eventID","e"]"#,
+            r#""a string""#,
+        ] {
+            assert_eq!(check(json), Err(Reason::Malformed), "{json}");
+        }
+    }
+
+    #[test]
+    fn read_only_is_read_as_a_boolean_or_its_string_in_any_case() {
+        assert_eq!(
+            check(&format!(
+                r#"{{{T},"eventName":"PutThing","readOnly":true}}"#
+            )),
+            Err(Reason::ReadOnly)
+        );
+        assert_eq!(
+            check(&format!(
+                r#"{{{T},"eventName":"PutThing","readOnly":"TRUE"}}"#
+            )),
+            Err(Reason::ReadOnly)
+        );
+        assert_eq!(
+            check(&format!(
+                r#"{{{T},"eventName":"GetThing","readOnly":"False"}}"#
+            )),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn without_read_only_the_event_name_decides() {
+        for read in [
+            "GetObject",
+            "ListBuckets",
+            "DescribeInstances",
+            "HeadBucket",
+            "LookupEvents",
+            "BatchGetItem",
+            "DecodeAuthorizationMessage",
+            "SimulatePrincipalPolicy",
+            "TestInvokeMethod",
+        ] {
+            assert_eq!(
+                check(&format!(r#"{{{T},"eventName":"{read}"}}"#)),
+                Err(Reason::ReadOnly),
+                "{read}"
+            );
+            assert_eq!(
+                check(&format!(r#"{{{T},"eventName":"{read}","readOnly":null}}"#)),
+                Err(Reason::ReadOnly),
+                "{read}"
+            );
+            assert_eq!(
+                check(&format!(
+                    r#"{{{T},"eventName":"{read}","readOnly":"maybe"}}"#
+                )),
+                Err(Reason::ReadOnly),
+                "{read}"
+            );
+        }
+        for write in [
+            "PutObject",
+            "CreateBucket",
+            "DeleteUser",
+            "ModifyInstanceAttribute",
+            "getlowercase",
+        ] {
+            assert_eq!(
+                check(&format!(r#"{{{T},"eventName":"{write}"}}"#)),
+                Ok(()),
+                "{write}"
+            );
+        }
+    }
+
+    #[test]
+    fn failed_calls_are_dropped_unless_kept() {
+        let failed = format!(
+            r#"{{{T},"eventName":"CreateUser","readOnly":false,"errorCode":"AccessDenied"}}"#
+        );
+        let message_only =
+            format!(r#"{{{T},"eventName":"CreateUser","readOnly":false,"errorMessage":"denied"}}"#);
+        assert_eq!(check(&failed), Err(Reason::Failed));
+        assert_eq!(check(&message_only), Err(Reason::Failed));
+        assert_eq!(
+            check(&format!(
+                r#"{{{T},"eventName":"CreateUser","errorCode":null,"errorMessage":""}}"#
+            )),
+            Ok(())
+        );
+        assert_eq!(check_with(&with(|s| s.keep_failed = true), &failed), Ok(()));
+    }
+
+    #[test]
+    fn only_the_allowed_event_types_are_changes() {
+        for t in ["AwsApiCall", "AwsConsoleAction", "AwsServiceEvent"] {
+            assert_eq!(
+                check(&format!(r#"{{{T},"eventName":"X","eventType":"{t}"}}"#)),
+                Ok(()),
+                "{t}"
+            );
+        }
+        for t in ["AwsConsoleSignIn", "AwsCloudTrailInsight", "Other"] {
+            assert_eq!(
+                check(&format!(r#"{{{T},"eventName":"X","eventType":"{t}"}}"#)),
+                Err(Reason::EventType),
+                "{t}"
+            );
+        }
+        assert_eq!(
+            check(&format!(r#"{{{T},"eventName":"X"}}"#)),
+            Ok(()),
+            "records before eventVersion 1.02 have no eventType"
+        );
+        let console_only = with(|s| s.event_types = vec!["AwsConsoleAction".into()]);
+        assert_eq!(
+            check_with(
+                &console_only,
+                &format!(r#"{{{T},"eventName":"X","eventType":"AwsApiCall"}}"#)
+            ),
+            Err(Reason::EventType)
+        );
+    }
+
+    #[test]
+    fn data_and_network_events_are_excluded_unless_enabled() {
+        let data = format!(
+            r#"{{{T},"eventName":"PutObject","eventCategory":"Data","managementEvent":false}}"#
+        );
+        let old_data = format!(r#"{{{T},"eventName":"PutObject","managementEvent":false}}"#);
+        let network =
+            format!(r#"{{{T},"eventName":"PutObject","eventCategory":"NetworkActivity"}}"#);
+        let insight = format!(r#"{{{T},"eventName":"PutObject","eventCategory":"Insight"}}"#);
+        for json in [&data, &old_data, &network, &insight] {
+            assert_eq!(check(json), Err(Reason::Category), "{json}");
+        }
+        let data_on = with(|s| s.include_data_events = true);
+        assert_eq!(check_with(&data_on, &data), Ok(()));
+        assert_eq!(check_with(&data_on, &old_data), Ok(()));
+        assert_eq!(check_with(&data_on, &network), Err(Reason::Category));
+        assert_eq!(
+            check_with(
+                &with(|s| s.include_network_activity_events = true),
+                &network
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(&format!(
+                r#"{{{T},"eventName":"PutObject","managementEvent":"true"}}"#
+            )),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn noise_globs_match_event_names() {
+        for noisy in [
+            "AssumeRole",
+            "AssumeRoleWithSAML",
+            "ConsoleLogin",
+            "GenerateDataKeyWithoutPlaintext",
+            "Decrypt",
+            "PutLogEvents",
+            "BatchCheckLayerAvailability",
+        ] {
+            assert_eq!(
+                check(&format!(
+                    r#"{{{T},"eventName":"{noisy}","readOnly":false}}"#
+                )),
+                Err(Reason::Noise),
+                "{noisy}"
+            );
+        }
+        assert_eq!(
+            check(&format!(
+                r#"{{{T},"eventName":"DecryptSomething","readOnly":false}}"#
+            )),
+            Ok(()),
+            "globs match the whole name"
+        );
+        let extra = with(|s| s.extra_noise = vec!["Update*Status".into()]);
+        assert_eq!(
+            check_with(
+                &extra,
+                &format!(r#"{{{T},"eventName":"UpdateInstanceAssociationStatus"}}"#)
+            ),
+            Err(Reason::Noise)
+        );
+        let replaced = with(|s| s.noise = vec![]);
+        assert_eq!(
+            check_with(
+                &replaced,
+                &format!(r#"{{{T},"eventName":"AssumeRole","readOnly":false}}"#)
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_steps_run_in_the_change_models_order() {
+        // A failed read of a data event counts as `category`, the first step that drops it.
+        let json = format!(
+            r#"{{{T},"eventName":"GetObject","eventCategory":"Data","readOnly":true,"errorCode":"X","eventType":"Other"}}"#
+        );
+        assert_eq!(check(&json), Err(Reason::Category));
+        let json = format!(
+            r#"{{{T},"eventName":"GetObject","readOnly":true,"errorCode":"X","eventType":"Other"}}"#
+        );
+        assert_eq!(check(&json), Err(Reason::ReadOnly));
+        let json = format!(
+            r#"{{{T},"eventName":"AssumeRole","readOnly":false,"errorCode":"X","eventType":"Other"}}"#
+        );
+        assert_eq!(check(&json), Err(Reason::Failed));
+        let json =
+            format!(r#"{{{T},"eventName":"AssumeRole","readOnly":false,"eventType":"Other"}}"#);
+        assert_eq!(check(&json), Err(Reason::EventType));
+    }
+
+    #[test]
+    fn an_event_id_is_first_seen_once() {
+        let mut d = Dedup::default();
+        assert!(d.first_time("a"));
+        assert!(d.first_time("b"));
+        assert!(!d.first_time("a"));
+        assert_eq!(d.len(), 2);
+    }
+}

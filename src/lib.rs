@@ -1,0 +1,25 @@
+//! cloudtrail-changes: turns AWS CloudTrail log files into BigPanda changes.
+//!
+//! # Layout
+//! The data flows through these modules in one direction:
+//!
+//! - [`envelope`]: decodes a queue message body (S3 event, SNS, CloudTrail's SNS notification,
+//!   EventBridge) into the S3 objects it names, or into a skip with its reason. Pure.
+//! - [`records`]: streams CloudTrail records out of a (gzip) `{"Records":[...]}` document one at a
+//!   time, with limits; never holds the document whole.
+//! - [`filter`]: decides which records are real changes; every drop has a reason. Pure.
+//! - [`normalize`]: maps a kept record to the exact BigPanda Changes API request body. Pure.
+//! - [`pipeline`]: runs records -> filter -> normalize over one object and tallies the outcome.
+//! - [`process`]: the `process` command: the pipeline over local files, changes to stdout.
+//! - [`settings`]: layered configuration (`config/default.toml`, overlay file, `CTC__` env vars)
+//!   validated into typed settings.
+//! - [`cli`]: the command line (`process`, `config check`).
+
+pub mod cli;
+pub mod envelope;
+pub mod filter;
+pub mod normalize;
+pub mod pipeline;
+pub mod process;
+pub mod records;
+pub mod settings;

@@ -1,0 +1,302 @@
+//! Configuration: `config/default.toml` (built into the binary), an optional overlay file,
+//! then `CTC__SECTION__KEY` environment variables; unknown keys are an error. [`load`]
+//! validates everything once and names the bad key and its allowed range.
+
+use crate::filter::{FilterSettings, Policy};
+use crate::normalize;
+use crate::records::Limits;
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The defaults, the same text as `config/default.toml`.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Settings keys that hold lists; their environment variables are comma-separated.
+const LIST_KEYS: [&str; 4] = [
+    "filter.event_types",
+    "filter.read_prefixes",
+    "filter.noise",
+    "filter.extra_noise",
+];
+
+/// The validated settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub records: Limits,
+    pub filter: FilterSettings,
+    pub normalize: normalize::Options,
+    pub log: LogSettings,
+    /// The filter policy compiled from `filter`.
+    #[serde(skip)]
+    pub policy: Policy,
+}
+
+/// The `[log]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The settings as read, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    records: Limits,
+    filter: FilterSettings,
+    normalize: normalize::Options,
+    log: LogSettings,
+}
+
+/// Why the settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A file could not be read or parsed, a key is unknown or a value has the wrong type.
+    #[error("configuration: {0}")]
+    Load(String),
+    /// A value is out of its allowed range.
+    #[error("configuration: {key} {detail}")]
+    Invalid { key: &'static str, detail: String },
+}
+
+/// Loads the settings: defaults, then `overlay`, then the process environment.
+///
+/// # Errors
+/// [`SettingsError`] naming the file, key or value at fault.
+pub fn load(overlay: Option<&Path>) -> Result<Settings, SettingsError> {
+    load_with_env(overlay, std::env::vars().collect())
+}
+
+/// Like [`load`], with the environment given (for tests).
+///
+/// # Errors
+/// [`SettingsError`] naming the file, key or value at fault.
+pub fn load_with_env(
+    overlay: Option<&Path>,
+    env: HashMap<String, String>,
+) -> Result<Settings, SettingsError> {
+    let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+    if let Some(path) = overlay {
+        if !path.is_file() {
+            return Err(SettingsError::Load(format!(
+                "overlay file {} does not exist",
+                path.display()
+            )));
+        }
+        builder = builder.add_source(File::from(path).required(true));
+    }
+    let mut environment = Environment::with_prefix("CTC")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",");
+    for key in LIST_KEYS {
+        environment = environment.with_list_parse_key(key);
+    }
+    let config = builder
+        .add_source(environment.source(Some(env)))
+        .build()
+        .map_err(|e| SettingsError::Load(e.to_string()))?;
+    let raw: Raw = config
+        .try_deserialize()
+        .map_err(|e| SettingsError::Load(e.to_string()))?;
+    validate(raw)
+}
+
+fn validate(raw: Raw) -> Result<Settings, SettingsError> {
+    const KIB: u64 = 1024;
+    const GIB: u64 = 1 << 30;
+    in_range(
+        "records.max_object_bytes",
+        raw.records.max_object_bytes,
+        KIB,
+        16 * GIB,
+    )?;
+    in_range(
+        "records.max_decompressed_bytes",
+        raw.records.max_decompressed_bytes,
+        KIB,
+        64 * GIB,
+    )?;
+    in_range(
+        "records.max_record_bytes",
+        raw.records.max_record_bytes as u64,
+        KIB,
+        256 << 20,
+    )?;
+    in_range(
+        "normalize.max_tag_value_chars",
+        raw.normalize.max_tag_value_chars as u64,
+        16,
+        65_536,
+    )?;
+    non_empty_items("filter.event_types", &raw.filter.event_types, false)?;
+    non_empty_items("filter.read_prefixes", &raw.filter.read_prefixes, true)?;
+    non_empty_items("filter.noise", &raw.filter.noise, true)?;
+    non_empty_items("filter.extra_noise", &raw.filter.extra_noise, true)?;
+    let policy = Policy::new(&raw.filter).map_err(|e| SettingsError::Invalid {
+        key: "filter.noise",
+        detail: format!("holds a bad glob: {e}"),
+    })?;
+    tracing_subscriber::EnvFilter::try_new(&raw.log.level).map_err(|e| SettingsError::Invalid {
+        key: "log.level",
+        detail: format!(
+            "must be a level (error, warn, info, debug, trace) or tracing directives: {e}"
+        ),
+    })?;
+    Ok(Settings {
+        records: raw.records,
+        filter: raw.filter,
+        normalize: raw.normalize,
+        log: raw.log,
+        policy,
+    })
+}
+
+fn in_range(key: &'static str, value: u64, lo: u64, hi: u64) -> Result<(), SettingsError> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(SettingsError::Invalid {
+            key,
+            detail: format!("must be {lo}..={hi} (got {value})"),
+        })
+    }
+}
+
+fn non_empty_items(
+    key: &'static str,
+    items: &[String],
+    may_be_empty: bool,
+) -> Result<(), SettingsError> {
+    if !may_be_empty && items.is_empty() {
+        return Err(SettingsError::Invalid {
+            key,
+            detail: "must name at least one value".into(),
+        });
+    }
+    if items.iter().any(|s| s.trim().is_empty()) {
+        return Err(SettingsError::Invalid {
+            key,
+            detail: "must not hold empty values".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_match_the_code_defaults() {
+        let s = load_with_env(None, env(&[])).expect("defaults load");
+        assert_eq!(s.records, Limits::default());
+        assert_eq!(s.filter, FilterSettings::default());
+        assert_eq!(s.normalize, normalize::Options::default());
+        assert_eq!(s.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn environment_overrides_scalars_and_lists() {
+        let s = load_with_env(
+            None,
+            env(&[
+                ("CTC__FILTER__KEEP_FAILED", "true"),
+                ("CTC__FILTER__EXTRA_NOISE", "Describe*,Get*"),
+            ]),
+        )
+        .expect("loads");
+        assert!(s.filter.keep_failed);
+        assert_eq!(
+            s.filter.extra_noise,
+            vec!["Describe*".to_owned(), "Get*".to_owned()]
+        );
+    }
+
+    #[test]
+    fn an_overlay_file_overrides_the_defaults_and_env_overrides_the_overlay() {
+        let mut f = tempfile_in_target("overlay.toml");
+        writeln!(
+            f.1,
+            "[normalize]\nmax_tag_value_chars = 64\n[log]\nformat = \"json\""
+        )
+        .expect("write");
+        let s = load_with_env(
+            Some(&f.0),
+            env(&[("CTC__NORMALIZE__MAX_TAG_VALUE_CHARS", "100")]),
+        )
+        .expect("loads");
+        assert_eq!(s.normalize.max_tag_value_chars, 100);
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let err = load_with_env(None, env(&[("CTC__FILTER__KEEP_FAILD", "true")]))
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("keep_faild"), "{err}");
+    }
+
+    #[test]
+    fn an_out_of_range_value_names_the_key_and_the_range() {
+        let err = load_with_env(None, env(&[("CTC__RECORDS__MAX_RECORD_BYTES", "5")]))
+            .expect_err("too small");
+        assert_eq!(
+            err.to_string(),
+            "configuration: records.max_record_bytes must be 1024..=268435456 (got 5)"
+        );
+    }
+
+    #[test]
+    fn a_bad_glob_names_the_noise_key() {
+        let err = load_with_env(None, env(&[("CTC__FILTER__EXTRA_NOISE", "Get[")]))
+            .expect_err("bad glob");
+        assert!(
+            err.to_string()
+                .starts_with("configuration: filter.noise holds a bad glob"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_overlay_file_is_named() {
+        let err =
+            load_with_env(Some(Path::new("/nonexistent/ctc.toml")), env(&[])).expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/ctc.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_an_error() {
+        let err = load_with_env(None, env(&[("CTC__FILTER__KEEP_FAILED", "maybe")]))
+            .expect_err("not a bool");
+        assert!(err.to_string().contains("keep_failed"), "{err}");
+    }
+
+    fn tempfile_in_target(name: &str) -> (std::path::PathBuf, std::fs::File) {
+        let dir = std::env::temp_dir().join(format!("ctc-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).expect("create");
+        (path, file)
+    }
+}
