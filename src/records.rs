@@ -97,6 +97,8 @@ pub fn is_limit_error(e: &io::Error) -> bool {
 }
 
 /// One element of the `Records` array, in document order.
+// Not boxed: one element exists at a time and boxing would allocate once per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Element<'a> {
     /// A JSON object: a record, whose fields are not validated yet.
