@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's test command (README "Tests"; CI runs exactly this through .ci/run).
+# Formatting and lints first (cheap), then every test, then a check that the golden reference
+# still matches what the independent Python reading of change-model.md produces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo test --locked
+python3 scripts/reference-filter.py tests/data/cloudtrail | diff -q - tests/data/golden/reference.json \
+  || { echo "tests/data/golden/reference.json is stale: rerun scripts/reference-filter.py" >&2; exit 1; }
+echo "reference golden: up to date"
