@@ -244,8 +244,9 @@ mod tests {
         let s = load_with_env(
             Some(&f.0),
             env(&[("CTC__NORMALIZE__MAX_TAG_VALUE_CHARS", "100")]),
-        )
-        .expect("loads");
+        );
+        let _ = std::fs::remove_dir_all(f.0.parent().expect("temp dir"));
+        let s = s.expect("loads");
         assert_eq!(s.normalize.max_tag_value_chars, 100);
         assert_eq!(s.log.format, LogFormat::Json);
     }

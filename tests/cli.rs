@@ -153,6 +153,7 @@ fn config_check_reads_an_overlay_file() {
         ],
         &[],
     );
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let settings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON settings");
     assert_eq!(settings["filter"]["extra_noise"][0], "Tag*");
