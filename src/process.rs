@@ -4,7 +4,7 @@
 use crate::filter::{Dedup, Reason};
 use crate::normalize::Origin;
 use crate::pipeline::{Outcome, Pipeline, PipelineError, Tally};
-use crate::records::{self, RecordsError};
+use crate::records;
 use crate::settings::Settings;
 use std::fs::File;
 use std::io::{self, Write};
@@ -122,7 +122,7 @@ fn process_file(
     match result {
         Ok(()) => Ok(()),
         Err(PipelineError::Handler(e)) => Err(FileError::Output(e)),
-        Err(PipelineError::Records(e)) => Err(FileError::Input(describe(&e))),
+        Err(PipelineError::Records(e)) => Err(FileError::Input(e.to_string())),
     }
 }
 
@@ -150,10 +150,6 @@ fn write_outcome(
         }
         Outcome::Dropped(_) => Ok(()),
     }
-}
-
-fn describe(e: &RecordsError) -> String {
-    e.to_string()
 }
 
 fn report_failure(
