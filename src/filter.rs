@@ -84,12 +84,9 @@ pub const DEFAULT_NOISE: [&str; 16] = [
 /// The filter's policy, compiled once from settings.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    pub include_data_events: bool,
-    pub include_network_activity_events: bool,
-    pub keep_failed: bool,
-    pub deduplicate: bool,
-    pub event_types: Vec<String>,
-    pub read_prefixes: Vec<String>,
+    /// The settings the policy was compiled from.
+    pub settings: FilterSettings,
+    /// `settings.noise` and `settings.extra_noise`, compiled.
     noise: GlobSet,
 }
 
@@ -104,12 +101,7 @@ impl Policy {
             set.add(Glob::new(pattern)?);
         }
         Ok(Policy {
-            include_data_events: settings.include_data_events,
-            include_network_activity_events: settings.include_network_activity_events,
-            keep_failed: settings.keep_failed,
-            deduplicate: settings.deduplicate,
-            event_types: settings.event_types.clone(),
-            read_prefixes: settings.read_prefixes.clone(),
+            settings: settings.clone(),
             noise: set.build()?,
         })
     }
@@ -133,12 +125,12 @@ impl Policy {
         if self.is_read(r) {
             return Err(Reason::ReadOnly);
         }
-        if !self.keep_failed && (r.error_code.0 || r.error_message.0) {
+        if !self.settings.keep_failed && (r.error_code.0 || r.error_message.0) {
             return Err(Reason::Failed);
         }
         // Records before eventVersion 1.02 carry no eventType; they were all API calls.
         let event_type = r.event_type.as_deref().unwrap_or("AwsApiCall");
-        if !self.event_types.iter().any(|t| t == event_type) {
+        if !self.settings.event_types.iter().any(|t| t == event_type) {
             return Err(Reason::EventType);
         }
         if r.event_name
@@ -153,12 +145,12 @@ impl Policy {
     fn category_allowed(&self, r: &Record<'_>) -> bool {
         match r.event_category.as_deref() {
             Some("Management") => true,
-            Some("Data") => self.include_data_events,
-            Some("NetworkActivity") => self.include_network_activity_events,
+            Some("Data") => self.settings.include_data_events,
+            Some("NetworkActivity") => self.settings.include_network_activity_events,
             Some(_) => false,
             // Without a category, `managementEvent: false` marks a data event; a record with
             // neither field (older event versions) is a management event.
-            None => r.management_event != Some(false) || self.include_data_events,
+            None => r.management_event != Some(false) || self.settings.include_data_events,
         }
     }
 
@@ -166,11 +158,19 @@ impl Policy {
         match r.read_only {
             Some(read_only) => read_only,
             None => r.event_name.as_deref().is_some_and(|name| {
-                self.read_prefixes
+                self.settings
+                    .read_prefixes
                     .iter()
                     .any(|p| name.starts_with(p.as_str()))
             }),
         }
+    }
+}
+
+impl serde::Serialize for Policy {
+    /// A policy prints as the settings it was compiled from.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.settings.serialize(s)
     }
 }
 

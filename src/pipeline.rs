@@ -141,7 +141,7 @@ impl Pipeline<'_> {
         }
         // Checked before mapping: a duplicate costs no mapping work.
         let event_id = record.event_id.as_deref().unwrap_or_default();
-        if self.policy.deduplicate && !dedup.first_time(event_id) {
+        if self.policy.settings.deduplicate && !dedup.first_time(event_id) {
             return dropped(Reason::Duplicate, None);
         }
         let change = match normalize::normalize(record, origin, self.normalize) {

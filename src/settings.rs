@@ -25,12 +25,11 @@ const LIST_KEYS: [&str; 4] = [
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
     pub records: Limits,
-    pub filter: FilterSettings,
+    /// The `[filter]` settings, compiled (printed as those settings).
+    #[serde(rename = "filter")]
+    pub policy: Policy,
     pub normalize: normalize::Options,
     pub log: LogSettings,
-    /// The filter policy compiled from `filter`.
-    #[serde(skip)]
-    pub policy: Policy,
 }
 
 /// The `[log]` settings.
@@ -157,7 +156,6 @@ fn validate(raw: Raw) -> Result<Settings, SettingsError> {
     })?;
     Ok(Settings {
         records: raw.records,
-        filter: raw.filter,
         normalize: raw.normalize,
         log: raw.log,
         policy,
@@ -211,7 +209,7 @@ mod tests {
     fn defaults_load_and_match_the_code_defaults() {
         let s = load_with_env(None, env(&[])).expect("defaults load");
         assert_eq!(s.records, Limits::default());
-        assert_eq!(s.filter, FilterSettings::default());
+        assert_eq!(s.policy.settings, FilterSettings::default());
         assert_eq!(s.normalize, normalize::Options::default());
         assert_eq!(s.log.format, LogFormat::Text);
     }
@@ -226,9 +224,9 @@ mod tests {
             ]),
         )
         .expect("loads");
-        assert!(s.filter.keep_failed);
+        assert!(s.policy.settings.keep_failed);
         assert_eq!(
-            s.filter.extra_noise,
+            s.policy.settings.extra_noise,
             vec!["Describe*".to_owned(), "Get*".to_owned()]
         );
     }
