@@ -19,11 +19,37 @@ pub enum Command {
     /// Turn local CloudTrail files into changes: one JSON change per line on stdout, a summary
     /// on stderr. Exit status 1 if any file failed (the others are still processed).
     Process(ProcessArgs),
+    /// Serve the subscription API alone (no queue polling).
+    ServeApi,
+    /// On-call tools for subscriptions: list, show, remove; create the DynamoDB table.
+    Subscriptions {
+        #[command(subcommand)]
+        command: SubscriptionsCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsCommand {
+    /// One line per subscribed bucket: bucket, region, role, keys redacted.
+    List,
+    /// One subscription in full (keys redacted), as JSON. Exit status 1 if there is none.
+    Show {
+        /// The bucket name.
+        bucket: String,
+    },
+    /// Remove a bucket's subscription, whoever owns it. Exit status 1 if there was none.
+    Remove {
+        /// The bucket name.
+        bucket: String,
+    },
+    /// Create the DynamoDB table named by `subscriptions.store = "dynamodb:TABLE"` (on-demand
+    /// billing, key `bucket_name`); does nothing if it exists.
+    InitTable,
 }
 
 /// Arguments of `process`.

@@ -13,9 +13,18 @@
 //! - [`process`]: the `process` command: the pipeline over local files, changes to stdout.
 //! - [`settings`]: layered configuration (`config/default.toml`, overlay file, `CTC__` env vars)
 //!   validated into typed settings.
-//! - [`cli`]: the command line (`process`, `config check`).
+//! - [`subscriptions`]: which keys and role belong to a bucket; validated API requests, keys
+//!   sealed at rest, SQLite and DynamoDB stores, the workers' cached lookup.
+//! - [`credentials`]: the daemon's AWS configuration; customer roles assumed with their
+//!   external ID, credentials cached until near expiry.
+//! - [`admin`]: the HTTP subscription API.
+//! - [`app`]: glue for `serve-api` and the `subscriptions` on-call commands.
+//! - [`cli`]: the command line (`process`, `serve-api`, `subscriptions`, `config check`).
 
+pub mod admin;
+pub mod app;
 pub mod cli;
+pub mod credentials;
 pub mod envelope;
 pub mod filter;
 pub mod normalize;
@@ -23,3 +32,4 @@ pub mod pipeline;
 pub mod process;
 pub mod records;
 pub mod settings;
+pub mod subscriptions;

@@ -3,9 +3,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use cloudtrail_changes::cli::{Cli, Command, ConfigCommand, ProcessArgs};
-use cloudtrail_changes::process;
+use cloudtrail_changes::cli::{Cli, Command, ConfigCommand, ProcessArgs, SubscriptionsCommand};
 use cloudtrail_changes::settings::{self, LogFormat, Settings};
+use cloudtrail_changes::{app, process};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -24,6 +24,12 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check,
         } => config_check(&settings),
         Command::Process(args) => run_process(&settings, args),
+        Command::ServeApi => runtime()
+            .and_then(|rt| Ok(rt.block_on(app::serve_api(&settings))?))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Subscriptions { command } => {
+            runtime().and_then(|rt| rt.block_on(subscriptions(&settings, command)))
+        }
     };
     match result {
         Ok(code) => code,
@@ -49,6 +55,45 @@ fn config_check(settings: &Settings) -> anyhow::Result<ExitCode> {
     let text = serde_json::to_string_pretty(settings).context("Failed to print the settings")?;
     println!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("Failed to start the async runtime")
+}
+
+async fn subscriptions(
+    settings: &Settings,
+    command: SubscriptionsCommand,
+) -> anyhow::Result<ExitCode> {
+    let found = match command {
+        SubscriptionsCommand::List => app::list(settings, &mut io::stdout()).await.map(|()| true),
+        SubscriptionsCommand::Show { bucket } => {
+            app::show(settings, &bucket, &mut io::stdout()).await
+        }
+        SubscriptionsCommand::Remove { bucket } => app::remove(settings, &bucket).await,
+        SubscriptionsCommand::InitTable => app::init_table(settings).await.map(|created| {
+            println!(
+                "{}",
+                if created {
+                    "table created"
+                } else {
+                    "table already exists"
+                }
+            );
+            true
+        }),
+    }?;
+    if !found {
+        eprintln!("no such subscription");
+    }
+    Ok(if found {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run_process(settings: &Settings, args: ProcessArgs) -> anyhow::Result<ExitCode> {

@@ -2,12 +2,17 @@
 //! then `CTC__SECTION__KEY` environment variables; unknown keys are an error. [`load`]
 //! validates everything once and names the bad key and its allowed range.
 
+use crate::credentials::AwsSettings;
 use crate::filter::{FilterSettings, Policy};
 use crate::normalize;
 use crate::records::Limits;
+use crate::subscriptions::seal::Sealer;
+use crate::subscriptions::StoreSpec;
 use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 
 /// The defaults, the same text as `config/default.toml`.
@@ -30,6 +35,68 @@ pub struct Settings {
     pub policy: Policy,
     pub normalize: normalize::Options,
     pub log: LogSettings,
+    pub aws: AwsSettings,
+    pub api: ApiSettings,
+    pub subscriptions: SubscriptionSettings,
+}
+
+/// The `[api]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Whether `run` serves the subscription API too.
+    pub enabled: bool,
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+}
+
+/// The `[subscriptions]` settings, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionSettings {
+    /// Where subscriptions live.
+    #[serde(serialize_with = "display")]
+    pub store: StoreSpec,
+    /// The data key for keys at rest; printed as whether it is set.
+    #[serde(serialize_with = "redacted")]
+    pub encryption_key: Option<SecretString>,
+    /// How long a worker trusts a looked-up subscription (or its absence).
+    pub cache_ttl_seconds: u64,
+    /// Assume the role before saving a subscription.
+    pub verify_role: bool,
+    /// How long a delivery checkpoint is kept.
+    pub checkpoint_ttl_seconds: u64,
+}
+
+impl SubscriptionSettings {
+    /// The sealer for keys at rest.
+    ///
+    /// # Panics
+    /// Never: the key was checked when the settings were loaded.
+    #[must_use]
+    pub fn sealer(&self) -> Sealer {
+        self.encryption_key
+            .as_ref()
+            .and_then(|k| Sealer::from_base64(k).ok())
+            .unwrap_or_else(Sealer::plain)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscriptions {
+    store: String,
+    encryption_key: String,
+    cache_ttl_seconds: u64,
+    verify_role: bool,
+    checkpoint_ttl_seconds: u64,
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn redacted<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if v.is_some() { "[redacted]" } else { "" })
 }
 
 /// The `[log]` settings.
@@ -56,6 +123,9 @@ struct Raw {
     filter: FilterSettings,
     normalize: normalize::Options,
     log: LogSettings,
+    aws: AwsSettings,
+    api: ApiSettings,
+    subscriptions: RawSubscriptions,
 }
 
 /// Why the settings cannot be used.
@@ -154,11 +224,50 @@ fn validate(raw: Raw) -> Result<Settings, SettingsError> {
             "must be a level (error, warn, info, debug, trace) or tracing directives: {e}"
         ),
     })?;
+    let subscriptions = validate_subscriptions(raw.subscriptions)?;
     Ok(Settings {
         records: raw.records,
         normalize: raw.normalize,
         log: raw.log,
         policy,
+        aws: raw.aws,
+        api: raw.api,
+        subscriptions,
+    })
+}
+
+fn validate_subscriptions(raw: RawSubscriptions) -> Result<SubscriptionSettings, SettingsError> {
+    let store = StoreSpec::parse(&raw.store).map_err(|detail| SettingsError::Invalid {
+        key: "subscriptions.store",
+        detail,
+    })?;
+    let encryption_key = Some(raw.encryption_key)
+        .filter(|k| !k.is_empty())
+        .map(SecretString::from);
+    if let Some(key) = &encryption_key {
+        Sealer::from_base64(key).map_err(|e| SettingsError::Invalid {
+            key: "subscriptions.encryption_key",
+            detail: e.to_string().replace("subscriptions.encryption_key ", ""),
+        })?;
+    }
+    in_range(
+        "subscriptions.cache_ttl_seconds",
+        raw.cache_ttl_seconds,
+        1,
+        3600,
+    )?;
+    in_range(
+        "subscriptions.checkpoint_ttl_seconds",
+        raw.checkpoint_ttl_seconds,
+        3600,
+        30 * 86_400,
+    )?;
+    Ok(SubscriptionSettings {
+        store,
+        encryption_key,
+        cache_ttl_seconds: raw.cache_ttl_seconds,
+        verify_role: raw.verify_role,
+        checkpoint_ttl_seconds: raw.checkpoint_ttl_seconds,
     })
 }
 

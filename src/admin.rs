@@ -1,0 +1,329 @@
+//! The HTTP side of the daemon: the subscription API (`/v1/subscriptions`), JSON in and out.
+//! Every answer that is not a success carries `{"error": "<what to do>"}`; a refused subscribe
+//! writes nothing. Keys are never echoed whole and never logged.
+
+use crate::credentials::{CredentialsError, Roles};
+use crate::subscriptions::cache::Lookup;
+use crate::subscriptions::validate::{self, Invalid};
+use crate::subscriptions::{Put, StoreError, Subscriptions};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What the API handlers share.
+pub struct ApiState {
+    pub subscriptions: Arc<Subscriptions>,
+    /// Present when subscribe must assume the role first (`subscriptions.verify_role`).
+    pub verifier: Option<Arc<Roles>>,
+    /// This node's worker cache, told when a subscription changes here.
+    pub lookup: Option<Arc<Lookup>>,
+}
+
+/// The API's routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route(
+            "/v1/subscriptions",
+            post(subscribe).delete(unsubscribe).get(list),
+        )
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such route; see /v1/subscriptions",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed; use POST, DELETE or GET",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A bound HTTP server: [`Server::bind`] takes the port (0 picks one), [`Server::run`] serves.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl Server {
+    /// Binds `addr`.
+    ///
+    /// # Errors
+    /// The bind error, naming the address.
+    pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        Ok(Self { listener, router })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// When the socket has no local address (never in practice).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` is cancelled, then lets open requests finish.
+    ///
+    /// # Errors
+    /// An accept-loop I/O error.
+    pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    }
+}
+
+async fn subscribe(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match json_body(&headers, body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let request = match validate::subscribe_request(&body) {
+        Ok(r) => r,
+        Err(invalid) => return bad_request(&invalid),
+    };
+    let bucket = request.bucket_name.as_str();
+    // Refuse another owner's bucket before spending an STS call on it.
+    match state
+        .subscriptions
+        .owned_by_other(bucket, &request.api_key)
+        .await
+    {
+        Ok(false) => {}
+        Ok(true) => return conflict(bucket),
+        Err(e) => return store_error(&e),
+    }
+    if let Some(roles) = &state.verifier {
+        let role = request.iam_role_arn.as_str();
+        if let Err(e) = roles
+            .verify(role, request.iam_role_external_id.as_str())
+            .await
+        {
+            return role_error(bucket, &e);
+        }
+    }
+    match state.subscriptions.subscribe(&request, unix_now()).await {
+        Ok((put, subscription)) => {
+            if let Some(lookup) = &state.lookup {
+                lookup.forget(bucket);
+            }
+            let status = match put {
+                Put::Created => StatusCode::CREATED,
+                Put::Updated => StatusCode::OK,
+            };
+            tracing::info!(bucket, outcome = ?put, "subscription saved");
+            (status, Json(subscription.redacted())).into_response()
+        }
+        Err(StoreError::Conflict { .. }) => conflict(bucket),
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn unsubscribe(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match json_body(&headers, body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let request = match validate::unsubscribe_request(&body) {
+        Ok(r) => r,
+        Err(invalid) => return bad_request(&invalid),
+    };
+    let bucket = request.bucket_name.as_str();
+    match state
+        .subscriptions
+        .unsubscribe(&request.api_key, bucket)
+        .await
+    {
+        Ok(true) => {
+            if let Some(lookup) = &state.lookup {
+                lookup.forget(bucket);
+            }
+            tracing::info!(bucket, "subscription removed");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        // The same answer for "no such bucket" and "not yours": existence is not revealed.
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            &format!("no subscription for bucket {bucket} with this apiKey"),
+        ),
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn list(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    let Some(api_key) = bearer(&headers) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(
+                json!({"error": "send your BigPanda API key as `Authorization: Bearer <apiKey>`"}),
+            ),
+        )
+            .into_response();
+    };
+    match state.subscriptions.list(Some(&api_key)).await {
+        Ok(subs) => {
+            let subs: Vec<_> = subs.iter().map(|s| s.redacted()).collect();
+            Json(json!({ "subscriptions": subs })).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<SecretString> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && validate::check_key(token).is_ok())
+        .then(|| SecretString::from(token))
+}
+
+/// The body as JSON, or the response refusing it: 413 when too large, 415 when not declared
+/// JSON, 400 when not parseable.
+fn json_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, Box<Response>> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Box::new(error(
+                status,
+                &format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            ))
+        } else {
+            Box::new(error(
+                status,
+                &format!("cannot read the body: {}", rejection.body_text()),
+            ))
+        }
+    })?;
+    if !declares_json(headers) {
+        return Err(Box::new(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as JSON with `Content-Type: application/json`",
+        )));
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not valid JSON: {e}"),
+        ))
+    })
+}
+
+fn declares_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn bad_request(invalid: &Invalid) -> Response {
+    let summary: Vec<String> = invalid
+        .0
+        .iter()
+        .map(|e| format!("{} {}", e.field, e.message))
+        .collect();
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": summary.join("; "), "errors": invalid.0 })),
+    )
+        .into_response()
+}
+
+fn conflict(bucket: &str) -> Response {
+    error(
+        StatusCode::CONFLICT,
+        &format!("bucket {bucket} is already subscribed with another apiKey; unsubscribe it with that key first"),
+    )
+}
+
+fn role_error(bucket: &str, e: &CredentialsError) -> Response {
+    match e {
+        CredentialsError::Refused {
+            role,
+            code,
+            message,
+        } => {
+            tracing::info!(bucket, role = %role, code = %code, "subscription refused: role cannot be assumed");
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "error": format!("cannot assume {role} with the given external ID: {code}: {message}; check the role's trust policy and external ID"),
+                    "aws_error_code": code,
+                    "aws_error_message": message,
+                })),
+            )
+                .into_response()
+        }
+        CredentialsError::Unavailable { .. } => {
+            tracing::warn!(bucket, error = %e, "role check failed: STS unavailable");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot reach AWS STS to check the role; try again shortly",
+            )
+        }
+    }
+}
+
+fn store_error(e: &StoreError) -> Response {
+    tracing::error!(error = %e, "subscription store failed");
+    match e {
+        StoreError::Conflict { bucket } => conflict(bucket),
+        StoreError::Unavailable { .. } => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the subscription store is unavailable; try again shortly",
+        ),
+        StoreError::Corrupt { bucket, .. } => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("the stored subscription of {bucket} is unreadable; contact support"),
+        ),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

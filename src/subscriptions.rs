@@ -1,0 +1,431 @@
+//! Subscriptions: which BigPanda keys and which IAM role belong to a bucket. The API writes
+//! them, the workers read them (through [`cache::Lookup`]), on-call lists and removes them.
+//! Keys are [`SecretString`]s in memory and sealed at rest ([`seal`]); they never reach a log
+//! line or `Debug` output, and the API shows only their last four characters.
+//!
+//! - [`validate`]: the API's request bodies, parsed into checked types. Pure.
+//! - [`seal`]: AES-256-GCM for keys at rest.
+//! - [`store`]: the storage contract; [`sqlite`] (one node) and [`dynamodb`] (a fleet) fulfil it.
+//! - [`cache`]: the workers' lookup with a short TTL and negative caching.
+
+pub mod cache;
+pub mod dynamodb;
+pub mod seal;
+pub mod sqlite;
+pub mod store;
+pub mod validate;
+
+use crate::envelope::ObjectRef;
+use seal::{SealError, Sealer};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+pub use store::{Put, Row, Store, StoreError};
+use validate::SubscribeRequest;
+
+/// Where subscriptions are kept (`subscriptions.store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `sqlite:PATH`: one file, for a single node.
+    Sqlite(PathBuf),
+    /// `dynamodb:TABLE`: one table shared by a fleet.
+    DynamoDb(String),
+}
+
+impl StoreSpec {
+    /// Parses `sqlite:PATH` or `dynamodb:TABLE`.
+    ///
+    /// # Errors
+    /// A message naming the two accepted forms.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            Some(("sqlite", path)) if !path.is_empty() => Ok(Self::Sqlite(PathBuf::from(path))),
+            Some(("dynamodb", table))
+                if (3..=255).contains(&table.len())
+                    && table
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
+            {
+                Ok(Self::DynamoDb(table.to_owned()))
+            }
+            _ => Err(format!(
+                "must be sqlite:PATH or dynamodb:TABLE (a table name is 3..=255 of [A-Za-z0-9_.-]), got {text:?}"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Self::DynamoDb(table) => write!(f, "dynamodb:{table}"),
+        }
+    }
+}
+
+/// A subscription with its keys opened.
+#[derive(Clone)]
+pub struct Subscription {
+    pub bucket_name: String,
+    pub bucket_region: String,
+    pub iam_role_arn: String,
+    pub iam_role_external_id: String,
+    pub api_key: SecretString,
+    pub app_key: SecretString,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("bucket_name", &self.bucket_name)
+            .field("bucket_region", &self.bucket_region)
+            .field("iam_role_arn", &self.iam_role_arn)
+            .field("api_key", &redact(&self.api_key))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the API and the CLI show of a subscription: keys reduced to their last 4 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Redacted {
+    #[serde(rename = "apiKey")]
+    pub api_key: String,
+    #[serde(rename = "appKey")]
+    pub app_key: String,
+    pub bucket_name: String,
+    pub bucket_region: String,
+    pub iam_role_arn: String,
+    pub iam_role_external_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Subscription {
+    /// The subscription as the API shows it.
+    #[must_use]
+    pub fn redacted(&self) -> Redacted {
+        Redacted {
+            api_key: redact(&self.api_key),
+            app_key: redact(&self.app_key),
+            bucket_name: self.bucket_name.clone(),
+            bucket_region: self.bucket_region.clone(),
+            iam_role_arn: self.iam_role_arn.clone(),
+            iam_role_external_id: self.iam_role_external_id.clone(),
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}
+
+/// `****` and the last 4 characters; only `****` for keys too short to spare 4.
+#[must_use]
+pub fn redact(key: &SecretString) -> String {
+    let key = key.expose_secret();
+    let chars = key.chars().count();
+    if chars < 12 {
+        return "****".into();
+    }
+    let tail: String = key.chars().skip(chars - 4).collect();
+    format!("****{tail}")
+}
+
+fn rfc3339(unix_seconds: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The owner fingerprint of an API key: what writes and `GET` are conditioned on. API keys are
+/// long random tokens, so an unsalted SHA-256 cannot be reversed; it stays stable when the
+/// encryption key changes.
+#[must_use]
+pub fn fingerprint(api_key: &SecretString) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"cloudtrail-changes owner v1\0")
+        .chain_update(api_key.expose_secret().as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The checkpoint key of one object version: bucket, key and eTag (a rewritten object is a new
+/// object).
+#[must_use]
+pub fn checkpoint_id(object: &ObjectRef) -> String {
+    format!(
+        "{}/{}#{}",
+        object.bucket,
+        object.key,
+        object.etag.as_deref().unwrap_or("")
+    )
+}
+
+/// Either backend, behind the one [`Store`] trait.
+pub enum AnyStore {
+    Sqlite(sqlite::SqliteStore),
+    DynamoDb(dynamodb::DynamoStore),
+}
+
+impl Store for AnyStore {
+    async fn put(&self, row: &Row) -> Result<Put, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.put(row).await,
+            Self::DynamoDb(s) => s.put(row).await,
+        }
+    }
+    async fn get(&self, bucket: &str) -> Result<Option<Row>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.get(bucket).await,
+            Self::DynamoDb(s) => s.get(bucket).await,
+        }
+    }
+    async fn delete_owned(&self, bucket: &str, owner: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.delete_owned(bucket, owner).await,
+            Self::DynamoDb(s) => s.delete_owned(bucket, owner).await,
+        }
+    }
+    async fn remove(&self, bucket: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.remove(bucket).await,
+            Self::DynamoDb(s) => s.remove(bucket).await,
+        }
+    }
+    async fn list(&self, owner: Option<&str>) -> Result<Vec<Row>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.list(owner).await,
+            Self::DynamoDb(s) => s.list(owner).await,
+        }
+    }
+    async fn checkpoint(&self, object: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.checkpoint(object).await,
+            Self::DynamoDb(s) => s.checkpoint(object).await,
+        }
+    }
+    async fn save_checkpoint(
+        &self,
+        object: &str,
+        accepted: u64,
+        ttl_seconds: u64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.save_checkpoint(object, accepted, ttl_seconds).await,
+            Self::DynamoDb(s) => s.save_checkpoint(object, accepted, ttl_seconds).await,
+        }
+    }
+    async fn clear_checkpoint(&self, object: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.clear_checkpoint(object).await,
+            Self::DynamoDb(s) => s.clear_checkpoint(object).await,
+        }
+    }
+}
+
+/// The subscriptions: a store plus the sealer for its keys.
+pub struct Subscriptions {
+    store: AnyStore,
+    sealer: Sealer,
+}
+
+impl Subscriptions {
+    /// Wraps an opened store.
+    #[must_use]
+    pub fn new(store: AnyStore, sealer: Sealer) -> Self {
+        Self { store, sealer }
+    }
+
+    /// Opens the store named by `spec`; DynamoDB uses `aws` for its client.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the SQLite file cannot be opened.
+    pub fn open(
+        spec: &StoreSpec,
+        sealer: Sealer,
+        aws: &aws_config::SdkConfig,
+    ) -> Result<Self, StoreError> {
+        let store = match spec {
+            StoreSpec::Sqlite(path) => AnyStore::Sqlite(sqlite::SqliteStore::open(path)?),
+            StoreSpec::DynamoDb(table) => AnyStore::DynamoDb(dynamodb::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(aws),
+                table.clone(),
+            )),
+        };
+        Ok(Self::new(store, sealer))
+    }
+
+    /// The store (the worker keeps its checkpoints there).
+    #[must_use]
+    pub fn store(&self) -> &AnyStore {
+        &self.store
+    }
+
+    /// Creates or updates the subscription of the request's bucket, at `now` (unix seconds).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when another API key holds the bucket.
+    pub async fn subscribe(
+        &self,
+        request: &SubscribeRequest,
+        now: i64,
+    ) -> Result<(Put, Subscription), StoreError> {
+        let bucket = request.bucket_name.as_str();
+        let row = Row {
+            bucket_name: bucket.to_owned(),
+            bucket_region: request.bucket_region.as_str().to_owned(),
+            iam_role_arn: request.iam_role_arn.as_str().to_owned(),
+            iam_role_external_id: request.iam_role_external_id.as_str().to_owned(),
+            api_key: self.sealer.seal(bucket, &request.api_key),
+            app_key: self.sealer.seal(bucket, &request.app_key),
+            owner: fingerprint(&request.api_key),
+            created_at: now,
+            updated_at: now,
+        };
+        let put = self.store.put(&row).await?;
+        // An update keeps the stored creation time: read the row back for the reply.
+        let saved = match put {
+            Put::Created => row,
+            Put::Updated => self.store.get(bucket).await?.unwrap_or(row),
+        };
+        Ok((put, self.open_row(saved)?))
+    }
+
+    /// Whether `bucket` is subscribed with an API key other than `api_key`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the store cannot be reached.
+    pub async fn owned_by_other(
+        &self,
+        bucket: &str,
+        api_key: &SecretString,
+    ) -> Result<bool, StoreError> {
+        let owner = fingerprint(api_key);
+        Ok(self
+            .store
+            .get(bucket)
+            .await?
+            .is_some_and(|row| row.owner != owner))
+    }
+
+    /// Removes the subscription of `bucket` if `api_key` owns it; `false` otherwise.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the store cannot be reached.
+    pub async fn unsubscribe(
+        &self,
+        api_key: &SecretString,
+        bucket: &str,
+    ) -> Result<bool, StoreError> {
+        self.store.delete_owned(bucket, &fingerprint(api_key)).await
+    }
+
+    /// The subscription of `bucket`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be reached or the row cannot be opened.
+    pub async fn get(&self, bucket: &str) -> Result<Option<Subscription>, StoreError> {
+        match self.store.get(bucket).await? {
+            Some(row) => self.open_row(row).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The subscriptions of one API key, or all of them.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be reached or a row cannot be opened.
+    pub async fn list(
+        &self,
+        api_key: Option<&SecretString>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let owner = api_key.map(fingerprint);
+        let rows = self.store.list(owner.as_deref()).await?;
+        rows.into_iter().map(|row| self.open_row(row)).collect()
+    }
+
+    /// Removes the subscription of `bucket` whoever owns it.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the store cannot be reached.
+    pub async fn remove(&self, bucket: &str) -> Result<bool, StoreError> {
+        self.store.remove(bucket).await
+    }
+
+    fn open_row(&self, row: Row) -> Result<Subscription, StoreError> {
+        let open = |value: &str, what: &str| {
+            self.sealer
+                .open(&row.bucket_name, value)
+                .map_err(|e: SealError| StoreError::Corrupt {
+                    bucket: row.bucket_name.clone(),
+                    detail: format!("{what}: {e}"),
+                })
+        };
+        let api_key = open(&row.api_key, "apiKey")?;
+        let app_key = open(&row.app_key, "appKey")?;
+        Ok(Subscription {
+            api_key,
+            app_key,
+            bucket_name: row.bucket_name,
+            bucket_region: row.bucket_region,
+            iam_role_arn: row.iam_role_arn,
+            iam_role_external_id: row.iam_role_external_id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_specs_parse_both_backends_and_refuse_others() {
+        assert_eq!(
+            StoreSpec::parse("sqlite:/var/lib/ctc/subs.db"),
+            Ok(StoreSpec::Sqlite("/var/lib/ctc/subs.db".into()))
+        );
+        assert_eq!(
+            StoreSpec::parse("dynamodb:ctc-subscriptions"),
+            Ok(StoreSpec::DynamoDb("ctc-subscriptions".into()))
+        );
+        for bad in ["", "sqlite:", "postgres:x", "dynamodb:a b", "dynamodb:ab"] {
+            assert!(StoreSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redaction_keeps_only_the_last_four_characters() {
+        assert_eq!(redact(&SecretString::from("0123456789abcdef")), "****cdef");
+        assert_eq!(redact(&SecretString::from("short")), "****");
+    }
+
+    #[test]
+    fn fingerprints_differ_per_key_and_hide_it() {
+        let a = fingerprint(&SecretString::from("key-a"));
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, fingerprint(&SecretString::from("key-b")));
+        assert!(!a.contains("key-a"));
+    }
+
+    #[test]
+    fn debug_output_of_a_subscription_hides_the_keys() {
+        let s = Subscription {
+            bucket_name: "b".into(),
+            bucket_region: "us-east-1".into(),
+            iam_role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            iam_role_external_id: "ext".into(),
+            api_key: SecretString::from("api-key-secret-value"),
+            app_key: SecretString::from("app-key-secret-value"),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let text = format!("{s:?}");
+        assert!(!text.contains("secret"), "{text}");
+        assert_eq!(s.redacted().created_at, "1970-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,754 @@
+//! SQLite subscription store: one file shared by the API, the workers of the same process and any
+//! other process (the CLI) that opens it. Every read-modify-write runs in a `BEGIN IMMEDIATE`
+//! transaction so two writers can never both win a bucket, and every SQLite call runs on a
+//! blocking thread, never on an async worker thread.
+//!
+//! It must never put a row's values (above all `api_key` / `app_key`) in an error or a log line.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::store::{Put, Row, Store, StoreError};
+
+const BACKEND: &str = "sqlite";
+/// The `PRAGMA user_version` this build writes and understands.
+const SCHEMA_VERSION: i64 = 1;
+/// How long a writer waits for another connection's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Expired checkpoints are purged on one `save_checkpoint` in this many.
+const PURGE_EVERY: u64 = 100;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS subscriptions (
+    bucket_name TEXT PRIMARY KEY NOT NULL,
+    bucket_region TEXT NOT NULL,
+    iam_role_arn TEXT NOT NULL,
+    iam_role_external_id TEXT NOT NULL,
+    api_key TEXT NOT NULL,
+    app_key TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subscriptions_owner ON subscriptions (owner);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    object TEXT PRIMARY KEY NOT NULL,
+    accepted INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);";
+
+const SELECT_ROWS: &str = "SELECT bucket_name, bucket_region, iam_role_arn, iam_role_external_id, \
+     api_key, app_key, owner, created_at, updated_at FROM subscriptions";
+
+/// A [`Store`] in one SQLite file (WAL mode). Cheap to clone: clones share one connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    /// `save_checkpoint` calls so far, to purge expired checkpoints now and then.
+    saves: AtomicU64,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a blocking closure failed, before it becomes a [`StoreError`] naming the file.
+enum Fail {
+    Sql(rusqlite::Error),
+    Other(String),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(err: rusqlite::Error) -> Self {
+        Fail::Sql(err)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(err: StoreError) -> Self {
+        Fail::Store(err)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, with its parent directory) the store at `path`, switches it to
+    /// WAL and creates the schema if absent.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the file cannot be opened or configured, or its schema
+    /// version is newer than this build.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let opened = create_parent(path).and_then(|()| {
+            let mut conn = Connection::open(path)?;
+            configure(&mut conn)?;
+            Ok(conn)
+        });
+        let conn = opened.map_err(|fail| resolve(fail, path, "open"))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                conn: Arc::new(Mutex::new(conn)),
+                path: path.to_path_buf(),
+                saves: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The file this store lives in.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `work` on a blocking thread with the connection locked.
+    async fn run<T, F>(&self, operation: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Inner) -> Result<T, Fail> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .conn
+                .lock()
+                .map_err(|_| Fail::Other("connection lock poisoned by a panic".to_owned()))?;
+            work(&mut conn, &inner)
+        })
+        .await;
+        match joined {
+            Ok(result) => result.map_err(|fail| resolve(fail, &self.inner.path, operation)),
+            Err(err) => Err(unavailable(
+                &self.inner.path,
+                operation,
+                &format!("blocking task failed: {err}"),
+            )),
+        }
+    }
+}
+
+fn create_parent(path: &Path) -> Result<(), Fail> {
+    match path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|err| {
+            Fail::Other(format!("cannot create directory {}: {err}", dir.display()))
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Per-connection settings, then the schema.
+fn configure(conn: &mut Connection) -> Result<(), Fail> {
+    // Before anything else, so a second process opening the file waits instead of failing.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Fail::Other(format!("journal_mode is {mode}, not WAL")));
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    migrate(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), Fail> {
+    // IMMEDIATE: two processes opening a fresh file must not both create the schema.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match version {
+        0 => {
+            tx.execute_batch(SCHEMA)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        SCHEMA_VERSION => {}
+        other => {
+            return Err(Fail::Other(format!(
+                "schema version {other} is not {SCHEMA_VERSION}, the one this build understands"
+            )))
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn unavailable(path: &Path, operation: &'static str, detail: &str) -> StoreError {
+    StoreError::Unavailable {
+        backend: BACKEND,
+        operation,
+        detail: format!("{}: {detail}", path.display()),
+    }
+}
+
+fn resolve(fail: Fail, path: &Path, operation: &'static str) -> StoreError {
+    match fail {
+        Fail::Sql(err) => unavailable(path, operation, &err.to_string()),
+        Fail::Other(detail) => unavailable(path, operation, &detail),
+        Fail::Store(err) => err,
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The key a checkpoint is reported under when it is unreadable (same as DynamoDB's).
+fn checkpoint_label(object: &str) -> String {
+    format!("checkpoint:{object}")
+}
+
+/// A TEXT column; the message names the column, never its value.
+fn text(row: &rusqlite::Row<'_>, idx: usize, name: &str) -> Result<String, String> {
+    match row.get_ref(idx) {
+        Ok(ValueRef::Text(bytes)) => std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| format!("column {name} is not valid UTF-8")),
+        Ok(other) => Err(format!("column {name} is {}, not TEXT", other.data_type())),
+        Err(err) => Err(format!("column {name}: {err}")),
+    }
+}
+
+fn integer(row: &rusqlite::Row<'_>, idx: usize, name: &str) -> Result<i64, String> {
+    match row.get_ref(idx) {
+        Ok(ValueRef::Integer(value)) => Ok(value),
+        Ok(other) => Err(format!(
+            "column {name} is {}, not INTEGER",
+            other.data_type()
+        )),
+        Err(err) => Err(format!("column {name}: {err}")),
+    }
+}
+
+/// Reads one `SELECT_ROWS` row; unreadable columns make it [`StoreError::Corrupt`].
+fn read_row(row: &rusqlite::Row<'_>) -> Result<Row, Fail> {
+    let fields = || -> Result<Row, String> {
+        Ok(Row {
+            bucket_name: text(row, 0, "bucket_name")?,
+            bucket_region: text(row, 1, "bucket_region")?,
+            iam_role_arn: text(row, 2, "iam_role_arn")?,
+            iam_role_external_id: text(row, 3, "iam_role_external_id")?,
+            api_key: text(row, 4, "api_key")?,
+            app_key: text(row, 5, "app_key")?,
+            owner: text(row, 6, "owner")?,
+            created_at: integer(row, 7, "created_at")?,
+            updated_at: integer(row, 8, "updated_at")?,
+        })
+    };
+    fields().map_err(|detail| {
+        let bucket = text(row, 0, "bucket_name").unwrap_or_else(|_| "<unreadable>".to_owned());
+        Fail::Store(StoreError::Corrupt { bucket, detail })
+    })
+}
+
+fn put_row(conn: &mut Connection, row: &Row) -> Result<Put, Fail> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let stored = tx
+        .query_row(
+            "SELECT owner FROM subscriptions WHERE bucket_name = ?1",
+            [&row.bucket_name],
+            |r| Ok(text(r, 0, "owner")),
+        )
+        .optional()?;
+    let put = match stored {
+        None => {
+            tx.execute(
+                "INSERT INTO subscriptions (bucket_name, bucket_region, iam_role_arn, \
+                 iam_role_external_id, api_key, app_key, owner, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    row.bucket_name,
+                    row.bucket_region,
+                    row.iam_role_arn,
+                    row.iam_role_external_id,
+                    row.api_key,
+                    row.app_key,
+                    row.owner,
+                    row.created_at,
+                    row.updated_at,
+                ],
+            )?;
+            Put::Created
+        }
+        Some(Ok(owner)) if owner == row.owner => {
+            update_row(&tx, row)?;
+            Put::Updated
+        }
+        // Returning drops `tx`, which rolls it back.
+        Some(Ok(_)) => {
+            return Err(Fail::Store(StoreError::Conflict {
+                bucket: row.bucket_name.clone(),
+            }))
+        }
+        Some(Err(detail)) => {
+            return Err(Fail::Store(StoreError::Corrupt {
+                bucket: row.bucket_name.clone(),
+                detail,
+            }))
+        }
+    };
+    tx.commit()?;
+    Ok(put)
+}
+
+fn update_row(tx: &rusqlite::Transaction<'_>, row: &Row) -> Result<(), Fail> {
+    tx.execute(
+        "UPDATE subscriptions SET bucket_region = ?2, iam_role_arn = ?3, \
+         iam_role_external_id = ?4, api_key = ?5, app_key = ?6, owner = ?7, updated_at = ?8 \
+         WHERE bucket_name = ?1",
+        params![
+            row.bucket_name,
+            row.bucket_region,
+            row.iam_role_arn,
+            row.iam_role_external_id,
+            row.api_key,
+            row.app_key,
+            row.owner,
+            row.updated_at,
+        ],
+    )?;
+    Ok(())
+}
+
+fn select_rows(conn: &Connection, owner: Option<&str>) -> Result<Vec<Row>, Fail> {
+    let (sql, args): (String, Vec<&str>) = match owner {
+        Some(owner) => (
+            format!("{SELECT_ROWS} WHERE owner = ?1 ORDER BY bucket_name"),
+            vec![owner],
+        ),
+        None => (format!("{SELECT_ROWS} ORDER BY bucket_name"), Vec::new()),
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(read_row(row)?);
+    }
+    Ok(out)
+}
+
+fn read_checkpoint(conn: &Connection, object: &str) -> Result<Option<u64>, Fail> {
+    let stored = conn
+        .query_row(
+            "SELECT accepted FROM checkpoints WHERE object = ?1 AND expires_at > ?2",
+            params![object, now()],
+            |r| Ok(integer(r, 0, "accepted")),
+        )
+        .optional()?;
+    let corrupt = |detail: String| {
+        Fail::Store(StoreError::Corrupt {
+            bucket: checkpoint_label(object),
+            detail,
+        })
+    };
+    match stored {
+        None => Ok(None),
+        Some(Ok(accepted)) => u64::try_from(accepted)
+            .map(Some)
+            .map_err(|_| corrupt("column accepted is negative".to_owned())),
+        Some(Err(detail)) => Err(corrupt(detail)),
+    }
+}
+
+fn write_checkpoint(
+    conn: &Connection,
+    inner: &Inner,
+    object: &str,
+    accepted: u64,
+    ttl_seconds: u64,
+) -> Result<(), Fail> {
+    let accepted = i64::try_from(accepted)
+        .map_err(|_| Fail::Other(format!("accepted count {accepted} does not fit SQLite")))?;
+    let now = now();
+    let expires_at = now.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX));
+    conn.execute(
+        "INSERT INTO checkpoints (object, accepted, expires_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (object) DO UPDATE SET accepted = excluded.accepted, \
+         expires_at = excluded.expires_at",
+        params![object, accepted, expires_at],
+    )?;
+    // The first save of each process purges too, so a restart clears any backlog.
+    if inner.saves.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == 0 {
+        // Best effort: the save itself succeeded, and the next purge will catch up.
+        if let Err(err) = conn.execute("DELETE FROM checkpoints WHERE expires_at <= ?1", [now]) {
+            tracing::warn!(path = %inner.path.display(), error = %err, "purging expired checkpoints failed");
+        }
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    async fn put(&self, row: &Row) -> Result<Put, StoreError> {
+        let row = row.clone();
+        self.run("put", move |conn, _| put_row(conn, &row)).await
+    }
+
+    async fn get(&self, bucket: &str) -> Result<Option<Row>, StoreError> {
+        let bucket = bucket.to_owned();
+        self.run("get", move |conn, _| {
+            let mut stmt = conn.prepare(&format!("{SELECT_ROWS} WHERE bucket_name = ?1"))?;
+            let mut rows = stmt.query([&bucket])?;
+            match rows.next()? {
+                Some(row) => read_row(row).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn delete_owned(&self, bucket: &str, owner: &str) -> Result<bool, StoreError> {
+        let (bucket, owner) = (bucket.to_owned(), owner.to_owned());
+        self.run("delete_owned", move |conn, _| {
+            let changed = conn.execute(
+                "DELETE FROM subscriptions WHERE bucket_name = ?1 AND owner = ?2",
+                params![bucket, owner],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn remove(&self, bucket: &str) -> Result<bool, StoreError> {
+        let bucket = bucket.to_owned();
+        self.run("remove", move |conn, _| {
+            let changed =
+                conn.execute("DELETE FROM subscriptions WHERE bucket_name = ?1", [bucket])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn list(&self, owner: Option<&str>) -> Result<Vec<Row>, StoreError> {
+        let owner = owner.map(str::to_owned);
+        self.run("list", move |conn, _| select_rows(conn, owner.as_deref()))
+            .await
+    }
+
+    async fn checkpoint(&self, object: &str) -> Result<Option<u64>, StoreError> {
+        let object = object.to_owned();
+        self.run("checkpoint", move |conn, _| read_checkpoint(conn, &object))
+            .await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        object: &str,
+        accepted: u64,
+        ttl_seconds: u64,
+    ) -> Result<(), StoreError> {
+        let object = object.to_owned();
+        self.run("save_checkpoint", move |conn, inner| {
+            write_checkpoint(conn, inner, &object, accepted, ttl_seconds)
+        })
+        .await
+    }
+
+    async fn clear_checkpoint(&self, object: &str) -> Result<(), StoreError> {
+        let object = object.to_owned();
+        self.run("clear_checkpoint", move |conn, _| {
+            conn.execute("DELETE FROM checkpoints WHERE object = ?1", [object])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unique directory under the system temp dir, removed on drop (even when a test fails).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(test: &str) -> Self {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock")
+                .as_nanos();
+            let dir = std::env::temp_dir()
+                .join(format!("ctc-sqlite-{test}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("create temp dir");
+            TempDir(dir)
+        }
+
+        /// A database path whose parent does not exist yet, so `open` must create it.
+        fn db(&self) -> PathBuf {
+            self.0.join("state").join("subscriptions.db")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn row(bucket: &str, owner: &str, at: i64) -> Row {
+        Row {
+            bucket_name: bucket.to_owned(),
+            bucket_region: "us-east-1".to_owned(),
+            iam_role_arn: format!("arn:aws:iam::123456789012:role/{bucket}"),
+            iam_role_external_id: format!("ext-{bucket}"),
+            api_key: format!("sealed-api-{owner}"),
+            app_key: format!("sealed-app-{owner}"),
+            owner: owner.to_owned(),
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[tokio::test]
+    async fn put_creates_then_updates_keeping_created_at() {
+        let dir = TempDir::new("update");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        assert_eq!(
+            store.put(&row("b1", "o1", 100)).await.expect("put"),
+            Put::Created
+        );
+
+        let mut changed = row("b1", "o1", 200);
+        changed.bucket_region = "eu-west-1".to_owned();
+        changed.api_key = "sealed-new".to_owned();
+        assert_eq!(store.put(&changed).await.expect("put"), Put::Updated);
+
+        let stored = store.get("b1").await.expect("get").expect("row");
+        assert_eq!(stored.created_at, 100);
+        assert_eq!(stored.updated_at, 200);
+        assert_eq!(stored.bucket_region, "eu-west-1");
+        assert_eq!(stored.api_key, "sealed-new");
+        assert_eq!(store.get("missing").await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn put_by_another_owner_conflicts_and_writes_nothing() {
+        let dir = TempDir::new("conflict");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        let original = row("b1", "o1", 100);
+        store.put(&original).await.expect("put");
+
+        let err = store.put(&row("b1", "o2", 200)).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { ref bucket } if bucket == "b1"),
+            "{err:?}"
+        );
+        assert_eq!(store.get("b1").await.expect("get"), Some(original));
+    }
+
+    #[tokio::test]
+    async fn delete_owned_needs_the_owner() {
+        let dir = TempDir::new("delete");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        store.put(&row("b1", "o1", 100)).await.expect("put");
+
+        assert!(!store.delete_owned("b1", "o2").await.expect("delete"));
+        assert!(store.get("b1").await.expect("get").is_some());
+        assert!(!store.delete_owned("missing", "o1").await.expect("delete"));
+        assert!(store.delete_owned("b1", "o1").await.expect("delete"));
+        assert_eq!(store.get("b1").await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn remove_deletes_whoever_owns() {
+        let dir = TempDir::new("remove");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        store.put(&row("b1", "o1", 100)).await.expect("put");
+
+        assert!(store.remove("b1").await.expect("remove"));
+        assert!(!store.remove("b1").await.expect("remove"));
+        assert_eq!(store.get("b1").await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn list_is_ordered_and_filters_by_owner() {
+        let dir = TempDir::new("list");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        for (bucket, owner) in [("c", "o1"), ("a", "o2"), ("b", "o1")] {
+            store.put(&row(bucket, owner, 1)).await.expect("put");
+        }
+        let names = |rows: Vec<Row>| rows.into_iter().map(|r| r.bucket_name).collect::<Vec<_>>();
+
+        assert_eq!(
+            names(store.list(None).await.expect("list")),
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            names(store.list(Some("o1")).await.expect("list")),
+            ["b", "c"]
+        );
+        assert!(store.list(Some("nobody")).await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn rows_persist_after_reopen() {
+        let dir = TempDir::new("reopen");
+        let original = row("b1", "o1", 100);
+        {
+            let store = SqliteStore::open(&dir.db()).expect("open");
+            store.put(&original).await.expect("put");
+            store.save_checkpoint("obj", 7, 3600).await.expect("save");
+        }
+        let store = SqliteStore::open(&dir.db()).expect("reopen");
+        assert_eq!(store.get("b1").await.expect("get"), Some(original));
+        assert_eq!(store.checkpoint("obj").await.expect("checkpoint"), Some(7));
+    }
+
+    #[tokio::test]
+    async fn second_store_on_the_same_file_sees_writes() {
+        let dir = TempDir::new("second");
+        let first = SqliteStore::open(&dir.db()).expect("open");
+        let second = SqliteStore::open(&dir.db()).expect("open again");
+
+        first.put(&row("b1", "o1", 100)).await.expect("put");
+        assert_eq!(
+            second.get("b1").await.expect("get").map(|r| r.owner),
+            Some("o1".into())
+        );
+        let err = second.put(&row("b1", "o2", 200)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+        assert!(second.remove("b1").await.expect("remove"));
+        assert_eq!(first.get("b1").await.expect("get"), None);
+    }
+
+    /// Races 8 owners for one bucket; exactly one must win and keep the row.
+    async fn race(stores: Vec<SqliteStore>) -> String {
+        let tasks: Vec<_> = stores
+            .into_iter()
+            .enumerate()
+            .map(|(i, store)| {
+                tokio::spawn(async move {
+                    let owner = format!("owner-{i}");
+                    (owner.clone(), store.put(&row("contested", &owner, 1)).await)
+                })
+            })
+            .collect();
+        let (mut winners, mut conflicts) = (Vec::new(), 0);
+        for task in tasks {
+            match task.await.expect("task") {
+                (owner, Ok(Put::Created)) => winners.push(owner),
+                (_, Err(StoreError::Conflict { .. })) => conflicts += 1,
+                (_, other) => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!((winners.len(), conflicts), (1, 7));
+        winners.remove(0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_puts_from_tasks_have_one_winner() {
+        let dir = TempDir::new("race");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        let winner = race(vec![store.clone(); 8]).await;
+        let stored = store.get("contested").await.expect("get").expect("row");
+        assert_eq!(stored.owner, winner);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_puts_across_connections_have_one_winner() {
+        // One connection per writer behaves like one process per writer.
+        let dir = TempDir::new("race-conns");
+        let stores: Vec<_> = (0..8)
+            .map(|_| SqliteStore::open(&dir.db()).expect("open"))
+            .collect();
+        let winner = race(stores).await;
+        let stored = SqliteStore::open(&dir.db())
+            .expect("open")
+            .get("contested")
+            .await;
+        assert_eq!(stored.expect("get").expect("row").owner, winner);
+    }
+
+    #[tokio::test]
+    async fn checkpoints_save_read_clear_and_expire() {
+        let dir = TempDir::new("checkpoints");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        assert_eq!(store.checkpoint("obj").await.expect("read"), None);
+
+        store.save_checkpoint("obj", 3, 3600).await.expect("save");
+        store.save_checkpoint("obj", 5, 3600).await.expect("save");
+        assert_eq!(store.checkpoint("obj").await.expect("read"), Some(5));
+        store.clear_checkpoint("obj").await.expect("clear");
+        assert_eq!(store.checkpoint("obj").await.expect("read"), None);
+
+        store.save_checkpoint("old", 2, 0).await.expect("save");
+        assert_eq!(store.checkpoint("old").await.expect("read"), None);
+    }
+
+    #[tokio::test]
+    async fn expired_checkpoints_are_purged() {
+        let dir = TempDir::new("purge");
+        SqliteStore::open(&dir.db())
+            .expect("open")
+            .save_checkpoint("old", 2, 0)
+            .await
+            .expect("save");
+        // A new store's first save purges.
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        store.save_checkpoint("new", 1, 3600).await.expect("save");
+
+        let raw = Connection::open(dir.db()).expect("raw open");
+        let objects: Vec<String> = raw
+            .prepare("SELECT object FROM checkpoints")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(objects, ["new"]);
+    }
+
+    #[tokio::test]
+    async fn unreadable_row_is_corrupt_without_its_values() {
+        let dir = TempDir::new("corrupt");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        store.put(&row("b1", "o1", 100)).await.expect("put");
+        let raw = Connection::open(dir.db()).expect("raw open");
+        raw.execute(
+            "UPDATE subscriptions SET created_at = 'soon', api_key = x'00'",
+            [],
+        )
+        .expect("damage");
+
+        for err in [
+            store.get("b1").await.unwrap_err(),
+            store.list(None).await.unwrap_err(),
+        ] {
+            let StoreError::Corrupt { bucket, detail } = err else {
+                panic!("expected Corrupt, got {err:?}");
+            };
+            assert_eq!(bucket, "b1");
+            assert!(detail.contains("api_key"), "{detail}");
+            assert!(!detail.contains("sealed"), "{detail}");
+        }
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = TempDir::new("schema");
+        drop(SqliteStore::open(&dir.db()).expect("open"));
+        let raw = Connection::open(dir.db()).expect("raw open");
+        raw.pragma_update(None, "user_version", 2).expect("bump");
+
+        let err = SqliteStore::open(&dir.db()).unwrap_err();
+        let StoreError::Unavailable {
+            backend,
+            operation,
+            detail,
+        } = err
+        else {
+            panic!("expected Unavailable, got {err:?}");
+        };
+        assert_eq!((backend, operation), ("sqlite", "open"));
+        assert!(detail.contains("subscriptions.db"), "{detail}");
+    }
+}

@@ -1,0 +1,111 @@
+//! The storage contract both backends ([`super::sqlite`], [`super::dynamodb`]) fulfil: rows of
+//! plain strings (secrets already sealed by the caller) plus the worker's delivery checkpoints.
+//! A store never sees a key in clear when encryption is on, and never logs a row.
+
+use std::future::Future;
+
+/// One subscription as stored. `api_key` and `app_key` are sealed (see [`super::seal`]);
+/// `owner` is the API key's fingerprint, which is what writes are conditioned on.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Row {
+    pub bucket_name: String,
+    pub bucket_region: String,
+    pub iam_role_arn: String,
+    pub iam_role_external_id: String,
+    pub api_key: String,
+    pub app_key: String,
+    pub owner: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Row")
+            .field("bucket_name", &self.bucket_name)
+            .field("bucket_region", &self.bucket_region)
+            .field("iam_role_arn", &self.iam_role_arn)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a successful [`Store::put`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// The bucket had no subscription; `created_at` is the row's.
+    Created,
+    /// The bucket was subscribed by the same owner; everything but `created_at` was replaced.
+    Updated,
+}
+
+/// Why a store operation failed, grouped by what the caller does.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The bucket is subscribed by another owner; nothing was written.
+    #[error("bucket {bucket} is subscribed with another API key")]
+    Conflict { bucket: String },
+    /// The backend could not be reached or refused the call: retry later.
+    #[error("subscription store ({backend}) unavailable during {operation}: {detail}")]
+    Unavailable {
+        backend: &'static str,
+        operation: &'static str,
+        detail: String,
+    },
+    /// A stored row cannot be read (missing attribute, undecryptable value): an operator fixes it.
+    #[error("subscription for bucket {bucket} is unreadable: {detail}")]
+    Corrupt { bucket: String, detail: String },
+}
+
+/// A subscription store. Every write that depends on the current row is atomic in the backend
+/// (a transaction in SQLite, a conditional write in DynamoDB), so two API nodes racing on one
+/// bucket cannot both win.
+pub trait Store: Send + Sync {
+    /// Creates the row, or replaces it (keeping `created_at`) when the stored `owner` equals
+    /// `row.owner`.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when another owner holds the bucket.
+    fn put(&self, row: &Row) -> impl Future<Output = Result<Put, StoreError>> + Send;
+
+    /// The row of `bucket`, if any.
+    fn get(&self, bucket: &str) -> impl Future<Output = Result<Option<Row>, StoreError>> + Send;
+
+    /// Deletes the row of `bucket` if its owner is `owner`. `false` when there is no such row or
+    /// it has another owner (the caller cannot tell which, on purpose).
+    fn delete_owned(
+        &self,
+        bucket: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes the row of `bucket` whoever owns it (on-call's `subscriptions remove`).
+    fn remove(&self, bucket: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every row, or those of one owner, ordered by bucket name.
+    fn list(
+        &self,
+        owner: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send;
+
+    /// How many changes of `object` (a [`super::checkpoint_id`]) the Changes API has accepted.
+    fn checkpoint(
+        &self,
+        object: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Records that the first `accepted` changes of `object` were accepted. Kept for
+    /// `ttl_seconds` at most, so an object whose message never comes back is forgotten.
+    fn save_checkpoint(
+        &self,
+        object: &str,
+        accepted: u64,
+        ttl_seconds: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the checkpoint of `object` (its message was deleted).
+    fn clear_checkpoint(&self, object: &str)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+}
