@@ -1,0 +1,16 @@
+//! The test harness: real servers on random loopback ports, nothing mocked in-process.
+//!
+//! - `moto`: a moto server child process, the AWS-protocol endpoint (S3, SQS, SNS, STS, ...).
+//! - `aws`: SDK clients pointed at it and set-up helpers (buckets, queues with a DLQ, S3 -> SNS
+//!   -> SQS and S3 -> SQS notifications, draining and counting queues).
+//! - `bigpanda`: an HTTP stand-in for the BigPanda Changes API that records every request and
+//!   answers from a script.
+//! - `proxy`: a fault-injecting HTTP proxy to put in front of moto (5xx, throttling, delays).
+//!
+//! Helpers are used by test modules added over time, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod aws;
+pub mod bigpanda;
+pub mod moto;
+pub mod proxy;
