@@ -19,6 +19,9 @@ pub enum Command {
     /// Turn local CloudTrail files into changes: one JSON change per line on stdout, a summary
     /// on stderr. Exit status 1 if any file failed (the others are still processed).
     Process(ProcessArgs),
+    /// The daemon: poll SQS, turn each notified CloudTrail file into changes, forward them to
+    /// BigPanda; serves the subscription API too unless `api.enabled = false`.
+    Run,
     /// Serve the subscription API alone (no queue polling).
     ServeApi,
     /// On-call tools for subscriptions: list, show, remove; create the DynamoDB table.

@@ -195,12 +195,16 @@ pub struct FilterSettings {
     /// Send a repeated `eventID` once.
     pub deduplicate: bool,
     /// The `eventType`s that are changes.
+    #[serde(deserialize_with = "crate::settings::one_or_many")]
     pub event_types: Vec<String>,
     /// Event-name prefixes that mark a read where `readOnly` is absent.
+    #[serde(deserialize_with = "crate::settings::one_or_many")]
     pub read_prefixes: Vec<String>,
     /// Event-name globs that are noise (replaces the default list).
+    #[serde(deserialize_with = "crate::settings::one_or_many")]
     pub noise: Vec<String>,
     /// Event-name globs added to `noise`.
+    #[serde(deserialize_with = "crate::settings::one_or_many")]
     pub extra_noise: Vec<String>,
 }
 

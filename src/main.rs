@@ -24,6 +24,9 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check,
         } => config_check(&settings),
         Command::Process(args) => run_process(&settings, args),
+        Command::Run => runtime()
+            .and_then(|rt| Ok(rt.block_on(app::run(settings.clone()))?))
+            .map(|()| ExitCode::SUCCESS),
         Command::ServeApi => runtime()
             .and_then(|rt| Ok(rt.block_on(app::serve_api(&settings))?))
             .map(|()| ExitCode::SUCCESS),

@@ -4,10 +4,12 @@
 
 use crate::credentials::AwsSettings;
 use crate::filter::{FilterSettings, Policy};
+use crate::forward::BigPandaSettings;
 use crate::normalize;
 use crate::records::Limits;
 use crate::subscriptions::seal::Sealer;
 use crate::subscriptions::StoreSpec;
+use crate::worker::{SqsSettings, WorkerSettings};
 use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -19,7 +21,8 @@ use std::path::Path;
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// Settings keys that hold lists; their environment variables are comma-separated.
-const LIST_KEYS: [&str; 4] = [
+const LIST_KEYS: [&str; 5] = [
+    "worker.retry_backoff_seconds",
     "filter.event_types",
     "filter.read_prefixes",
     "filter.noise",
@@ -38,6 +41,9 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub api: ApiSettings,
     pub subscriptions: SubscriptionSettings,
+    pub sqs: SqsSettings,
+    pub worker: WorkerSettings,
+    pub bigpanda: BigPandaSettings,
 }
 
 /// The `[api]` settings.
@@ -91,6 +97,28 @@ struct RawSubscriptions {
     checkpoint_ttl_seconds: u64,
 }
 
+/// A list setting: a sequence, or one bare value (an environment variable without a comma
+/// arrives as a scalar, not a one-element list).
+///
+/// # Errors
+/// When the value is neither a list nor a single element.
+pub(crate) fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        One(T),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(v) => vec![v],
+    })
+}
+
 fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
@@ -126,6 +154,9 @@ struct Raw {
     aws: AwsSettings,
     api: ApiSettings,
     subscriptions: RawSubscriptions,
+    sqs: SqsSettings,
+    worker: WorkerSettings,
+    bigpanda: BigPandaSettings,
 }
 
 /// Why the settings cannot be used.
@@ -225,6 +256,7 @@ fn validate(raw: Raw) -> Result<Settings, SettingsError> {
         ),
     })?;
     let subscriptions = validate_subscriptions(raw.subscriptions)?;
+    validate_worker(&raw.sqs, &raw.worker, &raw.bigpanda)?;
     Ok(Settings {
         records: raw.records,
         normalize: raw.normalize,
@@ -233,7 +265,103 @@ fn validate(raw: Raw) -> Result<Settings, SettingsError> {
         aws: raw.aws,
         api: raw.api,
         subscriptions,
+        sqs: raw.sqs,
+        worker: raw.worker,
+        bigpanda: raw.bigpanda,
     })
+}
+
+fn validate_worker(
+    sqs: &SqsSettings,
+    worker: &WorkerSettings,
+    bigpanda: &BigPandaSettings,
+) -> Result<(), SettingsError> {
+    in_range("sqs.pollers", sqs.pollers as u64, 1, 64)?;
+    in_range("sqs.max_messages", sqs.max_messages as u64, 1, 10)?;
+    in_range("sqs.wait_time_seconds", sqs.wait_time_seconds as u64, 0, 20)?;
+    in_range(
+        "worker.max_inflight_messages",
+        worker.max_inflight_messages as u64,
+        1,
+        4096,
+    )?;
+    in_range(
+        "worker.max_inflight_per_subscription",
+        worker.max_inflight_per_subscription as u64,
+        1,
+        4096,
+    )?;
+    in_range(
+        "worker.shutdown_grace_seconds",
+        worker.shutdown_grace_seconds,
+        0,
+        3600,
+    )?;
+    if worker.retry_backoff_seconds.is_empty()
+        || worker
+            .retry_backoff_seconds
+            .iter()
+            .any(|s| !(1..=43_200).contains(s))
+    {
+        return Err(SettingsError::Invalid {
+            key: "worker.retry_backoff_seconds",
+            detail: "must hold one or more delays of 1..=43200 seconds".into(),
+        });
+    }
+    in_range(
+        "worker.defer_seconds",
+        u64::from(worker.defer_seconds),
+        1,
+        900,
+    )?;
+    in_range(
+        "worker.spool_memory_bytes",
+        worker.spool_memory_bytes,
+        0,
+        1 << 30,
+    )?;
+    in_range(
+        "worker.change_retry_seconds",
+        worker.change_retry_seconds,
+        1,
+        3600,
+    )?;
+    for (key, url) in [
+        ("sqs.queue_url", &sqs.queue_url),
+        ("sqs.dlq_url", &sqs.dlq_url),
+    ] {
+        if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(SettingsError::Invalid {
+                key,
+                detail: format!("must be an SQS queue URL (https://...), got {url:?}"),
+            });
+        }
+    }
+    if !bigpanda.base_url.starts_with("https://") && !bigpanda.base_url.starts_with("http://") {
+        return Err(SettingsError::Invalid {
+            key: "bigpanda.base_url",
+            detail: format!("must be an http(s) URL, got {:?}", bigpanda.base_url),
+        });
+    }
+    in_range(
+        "bigpanda.rate_per_minute",
+        u64::from(bigpanda.rate_per_minute),
+        0,
+        1_000_000,
+    )?;
+    in_range(
+        "bigpanda.max_concurrency_per_key",
+        bigpanda.max_concurrency_per_key as u64,
+        1,
+        256,
+    )?;
+    in_range(
+        "bigpanda.request_timeout_seconds",
+        bigpanda.request_timeout_seconds,
+        1,
+        300,
+    )?;
+    Ok(())
 }
 
 fn validate_subscriptions(raw: RawSubscriptions) -> Result<SubscriptionSettings, SettingsError> {
@@ -321,6 +449,20 @@ mod tests {
         assert_eq!(s.policy.settings, FilterSettings::default());
         assert_eq!(s.normalize, normalize::Options::default());
         assert_eq!(s.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_list_variable_with_a_single_value_is_a_one_element_list() {
+        let s = load_with_env(
+            None,
+            env(&[
+                ("CTC__FILTER__EXTRA_NOISE", "Describe*"),
+                ("CTC__WORKER__RETRY_BACKOFF_SECONDS", "5"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(s.policy.settings.extra_noise, vec!["Describe*".to_owned()]);
+        assert_eq!(s.worker.retry_backoff_seconds, vec![5]);
     }
 
     #[test]

@@ -286,10 +286,17 @@ impl Subscriptions {
             updated_at: now,
         };
         let put = self.store.put(&row).await?;
-        // An update keeps the stored creation time: read the row back for the reply.
+        // An update keeps the stored creation time: read it back for the reply, and only from
+        // our own row (it may have changed hands since the put; never show another's).
         let saved = match put {
             Put::Created => row,
-            Put::Updated => self.store.get(bucket).await?.unwrap_or(row),
+            Put::Updated => match self.store.get(bucket).await? {
+                Some(stored) if stored.owner == row.owner => Row {
+                    created_at: stored.created_at,
+                    ..row
+                },
+                _ => row,
+            },
         };
         Ok((put, self.open_row(saved)?))
     }

@@ -734,6 +734,11 @@ mod tests {
             r.iam_role_external_id.clone_from(&padding);
             store.put(&r).await.expect("put");
         }
+        let first = store.client.scan().table_name(store.table()).send().await;
+        assert!(
+            first.expect("scan").last_evaluated_key.is_some(),
+            "one page only"
+        );
         assert_eq!(store.list(None).await.expect("scan").len(), 30);
         assert_eq!(store.list(Some("o1")).await.expect("query").len(), 30);
     }

@@ -267,7 +267,7 @@ fn check_region(region: &str) -> Result<(), String> {
         return Err(RULE.into());
     };
     let words_ok = words.len() >= 2
-        && words[0].len() == 2
+        && (2..=4).contains(&words[0].len())
         && words
             .iter()
             .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()));

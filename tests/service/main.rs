@@ -6,6 +6,8 @@
 //! the harness were broken (a missing notification, a message that never reaches the DLQ, a
 //! script that is not replayed, a fault that is not injected).
 
+mod api;
+mod daemon;
 mod support;
 
 use std::time::{Duration, Instant};

@@ -1,0 +1,555 @@
+//! The daemon's worker: pollers long-poll SQS, each message runs envelope -> subscription ->
+//! role -> S3 -> pipeline -> forward in its own task (at most `worker.max_inflight_messages`),
+//! a heartbeat keeps its visibility while it runs, and [`fate::decide`] settles how it ends.
+//! The worker never deletes a message whose changes were not all accepted (or refused for good).
+
+pub mod fate;
+pub mod object;
+mod settings;
+
+use crate::credentials::Roles;
+use crate::envelope::{self, ObjectRef};
+use crate::forward::Forwarder;
+use crate::metrics as m;
+use crate::queue::{Failure as DlqFailure, Queue, Received};
+use crate::settings::Settings;
+use crate::subscriptions::cache::Lookup;
+use crate::subscriptions::{checkpoint_id, fingerprint, Store, Subscriptions};
+use fate::{Failure, Fate, Processed, RetryPolicy};
+pub use settings::{SqsSettings, WorkerSettings};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Everything a message's task needs, shared by all of them.
+pub struct Shared {
+    pub settings: Arc<Settings>,
+    pub queue: Queue,
+    pub subscriptions: Arc<Subscriptions>,
+    pub lookup: Arc<Lookup>,
+    pub roles: Arc<Roles>,
+    pub forwarder: Arc<Forwarder>,
+    retry: RetryPolicy,
+    per_subscription: Mutex<HashMap<String, usize>>,
+    deletes: mpsc::Sender<Deletion>,
+}
+
+/// A message to delete, and the checkpoints to forget once it is gone.
+struct Deletion {
+    receipt_handle: String,
+    message_id: String,
+    checkpoints: Vec<String>,
+}
+
+/// The worker: pollers plus the message tasks they start.
+pub struct Worker {
+    shared: Arc<Shared>,
+    deleter: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    /// Builds the worker around a resolved queue.
+    pub fn new(
+        settings: Arc<Settings>,
+        queue: Queue,
+        subscriptions: Arc<Subscriptions>,
+        lookup: Arc<Lookup>,
+        roles: Arc<Roles>,
+        forwarder: Arc<Forwarder>,
+    ) -> Self {
+        let retry = RetryPolicy {
+            backoff_seconds: settings.worker.retry_backoff_seconds.clone(),
+            defer_seconds: settings.worker.defer_seconds,
+            max_receive_count: queue.max_receive_count,
+        };
+        let (deletes, rx) = mpsc::channel(1024);
+        // The deleter holds no `Shared`: it ends when the last sender (in `Shared`) is dropped.
+        let deleter = tokio::spawn(delete_loop(queue.clone(), Arc::clone(&subscriptions), rx));
+        let shared = Arc::new(Shared {
+            settings,
+            queue,
+            subscriptions,
+            lookup,
+            roles,
+            forwarder,
+            retry,
+            per_subscription: Mutex::new(HashMap::new()),
+            deletes,
+        });
+        Self { shared, deleter }
+    }
+
+    /// Polls until `stop` is cancelled, then lets in-flight messages finish for
+    /// `worker.shutdown_grace_seconds`; after that cancels them (they are released with
+    /// visibility 0) and returns once every task ended.
+    pub async fn run(self, stop: CancellationToken) {
+        let abort = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(
+            self.shared.settings.worker.max_inflight_messages,
+        ));
+        let mut pollers = Vec::new();
+        for n in 0..self.shared.settings.sqs.pollers {
+            let poller = poll_loop(
+                Arc::clone(&self.shared),
+                Arc::clone(&slots),
+                tracker.clone(),
+                stop.clone(),
+                abort.clone(),
+            );
+            pollers.push(tokio::spawn(
+                poller.instrument(tracing::info_span!("poller", n)),
+            ));
+        }
+        stop.cancelled().await;
+        for p in pollers {
+            let _ = p.await;
+        }
+        tracker.close();
+        let grace = Duration::from_secs(self.shared.settings.worker.shutdown_grace_seconds);
+        tracing::info!(
+            in_flight = tracker.len(),
+            grace_seconds = grace.as_secs(),
+            "stopped receiving; finishing in-flight messages"
+        );
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                in_flight = tracker.len(),
+                "grace period over; releasing the remaining messages"
+            );
+            abort.cancel();
+            tracker.wait().await;
+        }
+        let Self { shared, deleter } = self;
+        drop(shared);
+        let _ = deleter.await;
+        tracing::info!("worker stopped");
+    }
+}
+
+/// Receives while there are free slots, starting one task per message.
+async fn poll_loop(
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+    abort: CancellationToken,
+) {
+    let sqs = &shared.settings.sqs;
+    let mut failures = 0u32;
+    loop {
+        // Receive only what can start now: a message waiting for a slot would be invisible
+        // to other replicas for nothing.
+        let first = tokio::select! {
+            () = stop.cancelled() => return,
+            permit = Arc::clone(&slots).acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+        };
+        let mut permits = vec![first];
+        while permits.len() < sqs.max_messages as usize {
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let max = i32::try_from(permits.len()).unwrap_or(1);
+        let received = tokio::select! {
+            () = stop.cancelled() => return,
+            r = shared.queue.receive(max, sqs.wait_time_seconds) => r,
+        };
+        let messages = match received {
+            Ok(messages) => {
+                failures = 0;
+                messages
+            }
+            Err(e) => {
+                failures += 1;
+                metrics::counter!(m::SQS_ERRORS, "operation" => "receive").increment(1);
+                let delay = poll_backoff(failures, rand::random::<f64>());
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "receive failed");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(delay) => continue,
+                }
+            }
+        };
+        metrics::counter!(m::MESSAGES_RECEIVED).increment(messages.len() as u64);
+        for message in messages {
+            let Some(permit) = permits.pop() else { break };
+            let shared = Arc::clone(&shared);
+            let abort = abort.clone();
+            tracker.spawn(async move {
+                handle(&shared, message, &abort).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Exponential backoff with full jitter for receive errors: up to 0.5 s, 1 s, ... 30 s.
+#[must_use]
+pub fn poll_backoff(failures: u32, jitter: f64) -> Duration {
+    let cap = 500u64
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(30_000);
+    Duration::from_millis((cap as f64 * jitter.clamp(0.0, 1.0)) as u64 + 50)
+}
+
+/// One message from receive to fate, with a heartbeat while it runs.
+async fn handle(shared: &Arc<Shared>, message: Received, abort: &CancellationToken) {
+    let span = tracing::info_span!("message", message_id = %message.message_id, receive_count = message.receive_count);
+    async {
+        let started = Instant::now();
+        metrics::gauge!(m::MESSAGES_IN_FLIGHT).increment(1.0);
+        let done = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat(
+            Arc::clone(shared),
+            message.receipt_handle.clone(),
+            done.clone(),
+        ));
+        let (processed, objects) = process(shared, &message, abort).await;
+        done.cancel();
+        let _ = heartbeat.await;
+        let fate = fate::decide(
+            processed,
+            message.receive_count,
+            &shared.retry,
+            rand::random(),
+        );
+        settle(shared, &message, fate, objects).await;
+        metrics::gauge!(m::MESSAGES_IN_FLIGHT).decrement(1.0);
+        metrics::histogram!(m::MESSAGE_DURATION).record(started.elapsed().as_secs_f64());
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Extends the message's visibility at half its timeout until `done`.
+async fn heartbeat(shared: Arc<Shared>, handle: String, done: CancellationToken) {
+    let timeout = shared.queue.visibility_timeout.max(2);
+    let period = Duration::from_secs(u64::from(timeout / 2));
+    loop {
+        tokio::select! {
+            () = done.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        match shared.queue.set_visibility(&handle, timeout).await {
+            Ok(()) => metrics::counter!(m::HEARTBEATS).increment(1),
+            Err(e) => {
+                metrics::counter!(m::SQS_ERRORS, "operation" => "heartbeat").increment(1);
+                tracing::warn!(error = %e, "cannot extend the visibility; the message may be delivered twice");
+            }
+        }
+    }
+}
+
+/// Decodes the message and delivers each object it names, in order. Returns what happened and
+/// the checkpoints to forget once the message is deleted.
+async fn process(
+    shared: &Shared,
+    message: &Received,
+    abort: &CancellationToken,
+) -> (Processed, Vec<String>) {
+    let decoded = match envelope::decode(&message.body) {
+        Ok(d) => d,
+        Err(e) => {
+            let failure = Failure::Poison {
+                reason: "malformed_envelope",
+                detail: e.to_string(),
+            };
+            return (Processed::Failed(failure), Vec::new());
+        }
+    };
+    if decoded.objects.is_empty() {
+        let reasons: Vec<_> = decoded.skipped.iter().map(|s| s.reason).collect();
+        return (Processed::skipped(&reasons), Vec::new());
+    }
+    let mut changes = 0;
+    let mut checkpoints = Vec::new();
+    for object in &decoded.objects {
+        let span = tracing::info_span!("object", bucket = %object.bucket, key = %object.key);
+        match deliver_one(shared, object, message.receive_count, abort)
+            .instrument(span)
+            .await
+        {
+            Ok(n) => {
+                changes += n;
+                checkpoints.push(checkpoint_id(object));
+            }
+            Err(failure) => return (Processed::Failed(failure), checkpoints),
+        }
+    }
+    if changes == 0 {
+        return (
+            Processed::Skipped {
+                reason: "no_changes",
+            },
+            checkpoints,
+        );
+    }
+    (Processed::Delivered { changes }, checkpoints)
+}
+
+/// One object: its subscription, a fairness slot, then delivery.
+async fn deliver_one(
+    shared: &Shared,
+    object: &ObjectRef,
+    receive_count: u32,
+    abort: &CancellationToken,
+) -> Result<u64, Failure> {
+    let subscription = match shared.lookup.get(&object.bucket, Instant::now()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(Failure::Poison {
+                reason: "unknown_bucket",
+                detail: format!(
+                    "no subscription for bucket {} (subscribe it, then redrive)",
+                    object.bucket
+                ),
+            })
+        }
+        Err(e) => {
+            return Err(Failure::Transient {
+                reason: "store_unavailable",
+                detail: e.to_string(),
+            })
+        }
+    };
+    let owner = fingerprint(&subscription.api_key);
+    let _slot = match claim(shared, &owner, receive_count).await {
+        Some(slot) => slot,
+        None => return Err(Failure::Busy),
+    };
+    let started = Instant::now();
+    let result = object::deliver(shared, object, &subscription, abort).await;
+    match &result {
+        Ok(d) => {
+            metrics::counter!(m::OBJECTS, "outcome" => "delivered").increment(1);
+            tracing::info!(
+                records = d.tally.records,
+                changes = d.tally.changes,
+                accepted = d.accepted,
+                rejected = d.rejected,
+                resumed = d.resumed,
+                ms = started.elapsed().as_millis() as u64,
+                "object delivered"
+            );
+        }
+        Err(_) => metrics::counter!(m::OBJECTS, "outcome" => "failed").increment(1),
+    }
+    result.map(|d| d.tally.changes)
+}
+
+/// A claim on one of the subscription's `worker.max_inflight_per_subscription` object slots.
+struct Slot<'a> {
+    shared: &'a Shared,
+    owner: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.shared.per_subscription);
+        if let Some(n) = counts.get_mut(&self.owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.owner);
+            }
+        }
+    }
+}
+
+/// Takes a slot for `owner`, or `None` when it has its share in flight. Near the queue's
+/// `maxReceiveCount` it waits for a slot instead: deferring again would send a healthy message
+/// to the DLQ.
+async fn claim<'a>(shared: &'a Shared, owner: &str, receive_count: u32) -> Option<Slot<'a>> {
+    let cap = shared.settings.worker.max_inflight_per_subscription;
+    let must_wait = shared
+        .retry
+        .max_receive_count
+        .is_some_and(|max| receive_count + 1 >= max);
+    loop {
+        {
+            let mut counts = lock(&shared.per_subscription);
+            let n = counts.entry(owner.to_owned()).or_insert(0);
+            if *n < cap {
+                *n += 1;
+                return Some(Slot {
+                    shared,
+                    owner: owner.to_owned(),
+                });
+            }
+        }
+        if !must_wait {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Carries out the fate.
+async fn settle(shared: &Shared, message: &Received, fate: Fate, checkpoints: Vec<String>) {
+    let handle = &message.receipt_handle;
+    let outcome = match fate {
+        Fate::Delete { skipped } => {
+            if let Some(reason) = skipped {
+                metrics::counter!(m::MESSAGES_SKIPPED, "reason" => reason).increment(1);
+                tracing::info!(reason, "skipped");
+            }
+            let deletion = Deletion {
+                receipt_handle: handle.clone(),
+                message_id: message.message_id.clone(),
+                checkpoints,
+            };
+            if shared.deletes.send(deletion).await.is_err() {
+                tracing::error!("the deleter stopped; the message will be delivered again");
+            }
+            if skipped.is_some() {
+                "skipped"
+            } else {
+                "delivered"
+            }
+        }
+        Fate::Retry {
+            seconds,
+            reason,
+            detail,
+        } => {
+            metrics::counter!(m::MESSAGE_FAILURES, "reason" => reason).increment(1);
+            tracing::warn!(reason, detail = %detail, retry_in_seconds = seconds, "will retry");
+            set_visibility(shared, handle, seconds).await;
+            "retry"
+        }
+        Fate::Release => {
+            tracing::info!("released for another worker (shutting down)");
+            set_visibility(shared, handle, 0).await;
+            "released"
+        }
+        Fate::Defer { seconds } => {
+            tracing::debug!(seconds, "subscription busy; deferred");
+            set_visibility(shared, handle, seconds).await;
+            "deferred"
+        }
+        Fate::DeadLetter { reason, detail } => {
+            metrics::counter!(m::MESSAGE_FAILURES, "reason" => reason).increment(1);
+            dead_letter(shared, message, reason, &detail).await
+        }
+    };
+    metrics::counter!(m::MESSAGES_FINISHED, "fate" => outcome).increment(1);
+}
+
+async fn set_visibility(shared: &Shared, handle: &str, seconds: u32) {
+    if let Err(e) = shared.queue.set_visibility(handle, seconds).await {
+        metrics::counter!(m::SQS_ERRORS, "operation" => "change_visibility").increment(1);
+        tracing::warn!(error = %e, "cannot change the visibility; the queue's own timeout applies");
+    }
+}
+
+/// Copies the message to the DLQ with its reason, then deletes it. If the copy fails the
+/// message stays (SQS's own redrive is the fallback), so it is never lost.
+async fn dead_letter(
+    shared: &Shared,
+    message: &Received,
+    reason: &'static str,
+    detail: &str,
+) -> &'static str {
+    let failed_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let failure = DlqFailure {
+        reason,
+        detail,
+        failed_at: &failed_at,
+    };
+    if let Err(e) = shared.queue.send_to_dlq(&message.body, &failure).await {
+        metrics::counter!(m::SQS_ERRORS, "operation" => "send_to_dlq").increment(1);
+        tracing::error!(reason, detail, error = %e, "cannot move the message to the DLQ; it stays in the queue");
+        let seconds = fate::retry_delay(message.receive_count, &shared.retry.backoff_seconds, 0.5);
+        set_visibility(shared, &message.receipt_handle, seconds).await;
+        return "retry";
+    }
+    tracing::error!(reason, detail, "moved to the dead-letter queue");
+    let deletion = Deletion {
+        receipt_handle: message.receipt_handle.clone(),
+        message_id: message.message_id.clone(),
+        checkpoints: Vec::new(),
+    };
+    let _ = shared.deletes.send(deletion).await;
+    "dead_lettered"
+}
+
+/// Deletes finished messages in batches of up to 10 (gathered for a few milliseconds), then
+/// forgets their checkpoints. A failed entry is retried once alone; if that fails too, the
+/// message comes back and its checkpoint makes the redelivery cheap.
+async fn delete_loop(
+    queue: Queue,
+    subscriptions: Arc<Subscriptions>,
+    mut rx: mpsc::Receiver<Deletion>,
+) {
+    let mut batch = Vec::with_capacity(10);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        let gather = tokio::time::sleep(Duration::from_millis(20));
+        tokio::pin!(gather);
+        while batch.len() < 10 {
+            tokio::select! {
+                () = &mut gather => break,
+                next = rx.recv() => match next { Some(d) => batch.push(d), None => break },
+            }
+        }
+        delete_batch(&queue, &subscriptions, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn delete_batch(queue: &Queue, subscriptions: &Subscriptions, batch: Vec<Deletion>) {
+    let handles: Vec<String> = batch.iter().map(|d| d.receipt_handle.clone()).collect();
+    let failed = match queue.delete_batch(&handles).await {
+        Ok(failed) => failed,
+        Err(e) => {
+            metrics::counter!(m::SQS_ERRORS, "operation" => "delete").increment(1);
+            tracing::warn!(error = %e, "batch delete failed; retrying one by one");
+            handles.iter().map(|h| (h.clone(), e.to_string())).collect()
+        }
+    };
+    let mut gone: Vec<&Deletion> = batch
+        .iter()
+        .filter(|d| !failed.iter().any(|(h, _)| h == &d.receipt_handle))
+        .collect();
+    for (handle, why) in &failed {
+        let Some(d) = batch.iter().find(|d| &d.receipt_handle == handle) else {
+            continue;
+        };
+        match queue.delete_batch(std::slice::from_ref(handle)).await {
+            Ok(f) if f.is_empty() => gone.push(d),
+            _ => {
+                metrics::counter!(m::SQS_ERRORS, "operation" => "delete").increment(1);
+                tracing::warn!(message_id = %d.message_id, reason = %why, "cannot delete; the message will be delivered again");
+            }
+        }
+    }
+    for d in gone {
+        for id in &d.checkpoints {
+            if let Err(e) = subscriptions.store().clear_checkpoint(id).await {
+                metrics::counter!(m::CHECKPOINT_ERRORS).increment(1);
+                tracing::debug!(error = %e, "cannot clear a checkpoint; it expires on its own");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_backoff_grows_to_thirty_seconds_and_never_reaches_zero() {
+        assert_eq!(poll_backoff(1, 1.0), Duration::from_millis(550));
+        assert_eq!(poll_backoff(2, 1.0), Duration::from_millis(1050));
+        assert_eq!(poll_backoff(20, 1.0), Duration::from_millis(30_050));
+        assert_eq!(poll_backoff(3, 0.0), Duration::from_millis(50));
+    }
+}
