@@ -22,8 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Changes buffered between the parsing thread and the forwarder.
 const CHANNEL: usize = 256;
-/// A checkpoint is written after this many more changes were accepted.
+/// A checkpoint is written after this many more changes were accepted...
 const CHECKPOINT_EVERY: u64 = 50;
+/// ...or this long after the last one, whichever comes first (paced sends are slow).
+const CHECKPOINT_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What delivering one object did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -194,6 +196,7 @@ async fn forward_all(
     let mut done = Delivered::default();
     let mut watermark = Watermark::at(start);
     let mut saved = start;
+    let mut saved_at = std::time::Instant::now();
     let mut in_flight = JoinSet::new();
     let mut failure = None;
     let mut index = 0u64;
@@ -222,8 +225,11 @@ async fn forward_all(
                 .await;
             (at, identifier, result)
         });
-        if watermark.value() >= saved + CHECKPOINT_EVERY {
+        let due = watermark.value() >= saved + CHECKPOINT_EVERY
+            || (watermark.value() > saved && saved_at.elapsed() >= CHECKPOINT_PERIOD);
+        if due {
             saved = watermark.value();
+            saved_at = std::time::Instant::now();
             save_checkpoint(shared, id, saved).await;
         }
     }

@@ -533,3 +533,236 @@ async fn a_corrupt_object_is_dead_lettered_after_its_readable_changes_are_delive
     assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 1);
     daemon.stop().await;
 }
+
+/// The real binary, started with the stack's environment; logs go to a file in the state dir.
+struct Binary {
+    child: std::process::Child,
+    api: std::net::SocketAddr,
+    log: PathBuf,
+}
+
+impl Binary {
+    async fn start(stack: &Stack, name: &str, extra: &[(&str, &str)]) -> Binary {
+        let api = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr")
+        };
+        let listen = api.to_string();
+        let mut extra = extra.to_vec();
+        extra.push(("CTC__API__LISTEN", &listen));
+        let log = stack.dir.join(format!("{name}.log"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cloudtrail-changes"))
+            .arg("run")
+            .env_clear()
+            .envs(stack.env(&extra))
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start the daemon binary");
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(api).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "daemon never listened: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Binary { child, api, log }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the exit status (panics after `timeout`).
+    async fn wait(mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (
+                    status,
+                    std::fs::read_to_string(&self.log).unwrap_or_default(),
+                );
+            }
+            if started.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!(
+                    "daemon did not exit: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Replies that make every change take `ms` milliseconds.
+fn slow_replies(n: usize, ms: u64) -> Vec<Reply> {
+    std::iter::repeat_n(Reply::Delay(Duration::from_millis(ms), 204), n).collect()
+}
+
+async fn wait_for_count(bigpanda: &BigPanda, n: usize, timeout: Duration) -> usize {
+    let started = Instant::now();
+    while bigpanda.accepted().len() < n && started.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bigpanda.accepted().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_mid_object_resumes_from_its_checkpoint_and_delivers_everything() {
+    let mut stack = Stack::new("killed", 5, None).await;
+    // A short visibility timeout brings the message back soon after the kill.
+    stack.queues = {
+        let q = stack.aws.create_queue_with_dlq("killed-short", 5, 4).await;
+        stack
+            .aws
+            .notify_bucket_to_queue_directly(&stack.bucket, &q.url)
+            .await;
+        q
+    };
+    let (file, total) = FILES[0];
+    stack.bigpanda.push_script(slow_replies(400, 100));
+    let slow = [("CTC__BIGPANDA__MAX_CONCURRENCY_PER_KEY", "1")];
+    let first = Binary::start(&stack, "first", &slow).await;
+    stack.subscribe(first.api, &stack.bucket).await;
+    let (_, expected) = stack.put_file(file).await;
+    assert_eq!(expected.len(), total);
+    let before = wait_for_count(&stack.bigpanda, 25, Duration::from_secs(60)).await;
+    assert!(before >= 25, "only {before} changes before the kill");
+    first.signal("-KILL");
+    let (status, _) = first.wait(Duration::from_secs(10)).await;
+    assert!(!status.success());
+    let sent_before_kill = stack.bigpanda.all().len();
+
+    let second = Binary::start(&stack, "second", &slow).await;
+    let started = Instant::now();
+    let ids = || -> BTreeSet<String> {
+        stack
+            .bigpanda
+            .accepted()
+            .iter()
+            .filter_map(|r| r.identifier().map(str::to_owned))
+            .collect()
+    };
+    while ids().len() < total && started.elapsed() < Duration::from_secs(90) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expected_ids: BTreeSet<String> = expected
+        .iter()
+        .map(|c| c["identifier"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids(), expected_ids, "every change delivered");
+    // Resumed: the second daemon sent fewer than the whole object again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let resent = stack.bigpanda.all().len() - sent_before_kill;
+    assert!(
+        resent < total,
+        "the second daemon sent {resent} of {total}: no resume"
+    );
+    let first_after = &stack.bigpanda.all()[sent_before_kill];
+    assert_ne!(
+        first_after.identifier(),
+        expected[0]["identifier"].as_str(),
+        "restarted from the beginning"
+    );
+    second.signal("-TERM");
+    let (status, log) = second.wait(Duration::from_secs(30)).await;
+    assert!(status.success(), "{log}");
+    assert_eq!(stack.aws.queue_depth(&stack.queues.url).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_messages_finish_and_exits_zero() {
+    let stack = Stack::new("sigterm", 5, None).await;
+    let (file, total) = FILES[2];
+    stack.bigpanda.push_script(slow_replies(100, 100));
+    let daemon = Binary::start(
+        &stack,
+        "term",
+        &[("CTC__BIGPANDA__MAX_CONCURRENCY_PER_KEY", "1")],
+    )
+    .await;
+    stack.subscribe(daemon.api, &stack.bucket).await;
+    stack.put_file(file).await;
+    assert!(wait_for_count(&stack.bigpanda, 3, Duration::from_secs(30)).await >= 3);
+    daemon.signal("-TERM");
+    let (status, log) = daemon.wait(Duration::from_secs(40)).await;
+    assert!(status.success(), "{log}");
+    assert!(log.contains("stopped receiving"), "{log}");
+    let ids: BTreeSet<_> = stack
+        .bigpanda
+        .accepted()
+        .iter()
+        .filter_map(|r| r.identifier().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        total,
+        "the in-flight object was finished before exiting"
+    );
+    assert_eq!(stack.aws.queue_depth(&stack.queues.url).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_grace_period_unfinished_messages_are_released_and_delivered_by_the_next_daemon()
+{
+    let stack = Stack::new("grace", 5, None).await;
+    let (file, total) = FILES[1];
+    stack.bigpanda.push_script(slow_replies(300, 100));
+    let extra = [
+        ("CTC__BIGPANDA__MAX_CONCURRENCY_PER_KEY", "1"),
+        ("CTC__WORKER__SHUTDOWN_GRACE_SECONDS", "1"),
+    ];
+    let first = Binary::start(&stack, "first", &extra).await;
+    stack.subscribe(first.api, &stack.bucket).await;
+    stack.put_file(file).await;
+    assert!(wait_for_count(&stack.bigpanda, 3, Duration::from_secs(30)).await >= 3);
+    let stopping = Instant::now();
+    first.signal("-TERM");
+    let (status, log) = first.wait(Duration::from_secs(20)).await;
+    assert!(status.success(), "{log}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        stopping.elapsed()
+    );
+    assert!(log.contains("released"), "{log}");
+    let partial = stack.bigpanda.accepted().len();
+    assert!(
+        partial < total,
+        "finished anyway ({partial}); the test proves nothing"
+    );
+    // Released with visibility 0: the next daemon takes it at once and resumes.
+    let second = Binary::start(&stack, "second", &[]).await;
+    let ids = || -> BTreeSet<String> {
+        stack
+            .bigpanda
+            .accepted()
+            .iter()
+            .filter_map(|r| r.identifier().map(str::to_owned))
+            .collect()
+    };
+    let started = Instant::now();
+    while ids().len() < total && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ids().len(), total);
+    second.signal("-TERM");
+    assert!(second.wait(Duration::from_secs(30)).await.0.success());
+}
