@@ -7,8 +7,19 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# The integration tests start moto (a local AWS-protocol endpoint) from the project's own venv;
+# the DynamoDB store's unit tests use one shared moto started here.
+moto_server=$(scripts/moto.sh install)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+MOTO_ACCOUNT_ID=123456789012 "$moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+moto_pid=$!
+trap 'rm -f "$log"; kill "$moto_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  curl -fsS -o /dev/null "http://127.0.0.1:$port/moto-api/" 2>/dev/null && break
+  sleep 0.2
+done
+export CTC_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 cargo test --locked 2>&1 | tee "$log"
 python3 scripts/reference-filter.py tests/data/cloudtrail | diff -q - tests/data/golden/reference.json \
   || { echo "tests/data/golden/reference.json is stale: rerun scripts/reference-filter.py" >&2; exit 1; }

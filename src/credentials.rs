@@ -202,10 +202,10 @@ fn classify(role: &str, error: &SdkError<AssumeRoleError, HttpResponse>) -> Cred
         CredentialsError::Refused {
             role: role.to_owned(),
             code: code.unwrap_or("AccessDenied").to_owned(),
-            message: service
-                .and_then(ProvideErrorMetadata::message)
-                .unwrap_or("access denied")
-                .to_owned(),
+            message: service.and_then(ProvideErrorMetadata::message).map_or_else(
+                || format!("access denied (HTTP {})", status.unwrap_or(0)),
+                str::to_owned,
+            ),
         }
     } else {
         CredentialsError::Unavailable {

@@ -3,6 +3,7 @@
 //! a heartbeat keeps its visibility while it runs, and [`fate::decide`] settles how it ends.
 //! The worker never deletes a message whose changes were not all accepted (or refused for good).
 
+pub mod fairness;
 pub mod fate;
 pub mod object;
 mod settings;
@@ -17,8 +18,7 @@ use crate::subscriptions::cache::Lookup;
 use crate::subscriptions::{checkpoint_id, fingerprint, Store, Subscriptions};
 use fate::{Failure, Fate, Processed, RetryPolicy};
 pub use settings::{SqsSettings, WorkerSettings};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,7 @@ pub struct Shared {
     pub roles: Arc<Roles>,
     pub forwarder: Arc<Forwarder>,
     retry: RetryPolicy,
-    per_subscription: Mutex<HashMap<String, usize>>,
+    fairness: fairness::Fairness,
     deletes: mpsc::Sender<Deletion>,
 }
 
@@ -66,6 +66,7 @@ impl Worker {
             defer_seconds: settings.worker.defer_seconds,
             max_receive_count: queue.max_receive_count,
         };
+        let fairness = fairness::Fairness::new(settings.worker.max_inflight_per_subscription);
         let (deletes, rx) = mpsc::channel(1024);
         // The deleter holds no `Shared`: it ends when the last sender (in `Shared`) is dropped.
         let deleter = tokio::spawn(delete_loop(queue.clone(), Arc::clone(&subscriptions), rx));
@@ -77,7 +78,7 @@ impl Worker {
             roles,
             forwarder,
             retry,
-            per_subscription: Mutex::new(HashMap::new()),
+            fairness,
             deletes,
         });
         Self { shared, deleter }
@@ -343,54 +344,23 @@ async fn deliver_one(
     result.map(|d| d.tally.changes)
 }
 
-/// A claim on one of the subscription's `worker.max_inflight_per_subscription` object slots.
-struct Slot<'a> {
-    shared: &'a Shared,
-    owner: String,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut counts = lock(&self.shared.per_subscription);
-        if let Some(n) = counts.get_mut(&self.owner) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.owner);
-            }
-        }
-    }
-}
-
 /// Takes a slot for `owner`, or `None` when it has its share in flight. Near the queue's
 /// `maxReceiveCount` it waits for a slot instead: deferring again would send a healthy message
 /// to the DLQ.
-async fn claim<'a>(shared: &'a Shared, owner: &str, receive_count: u32) -> Option<Slot<'a>> {
-    let cap = shared.settings.worker.max_inflight_per_subscription;
+async fn claim(shared: &Shared, owner: &str, receive_count: u32) -> Option<fairness::Claim> {
     let must_wait = shared
         .retry
         .max_receive_count
         .is_some_and(|max| receive_count + 1 >= max);
     loop {
-        {
-            let mut counts = lock(&shared.per_subscription);
-            let n = counts.entry(owner.to_owned()).or_insert(0);
-            if *n < cap {
-                *n += 1;
-                return Some(Slot {
-                    shared,
-                    owner: owner.to_owned(),
-                });
-            }
+        if let Some(claim) = shared.fairness.try_claim(owner) {
+            return Some(claim);
         }
         if !must_wait {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Carries out the fate.
