@@ -29,3 +29,12 @@ pub const SQS_ERRORS: &str = "ctc_sqs_errors_total";
 pub const HEARTBEATS: &str = "ctc_visibility_extensions_total";
 /// Checkpoint store failures (delivery continues; a retry may resend some changes).
 pub const CHECKPOINT_ERRORS: &str = "ctc_checkpoint_errors_total";
+
+/// Changes sent, by outcome (`accepted`, `rejected`, `unauthorized`, `gave_up`).
+pub use crate::forward::CHANGES_SENT_TOTAL as CHANGES_SENT;
+/// Changes API requests, by status class.
+pub use crate::forward::REQUESTS_TOTAL as BIGPANDA_REQUESTS;
+/// Changes API request duration, seconds.
+pub use crate::forward::REQUEST_DURATION_SECONDS as BIGPANDA_REQUEST_DURATION;
+/// 429s (and 503s with Retry-After) that paused an API key.
+pub use crate::forward::THROTTLED_TOTAL as BIGPANDA_THROTTLED;

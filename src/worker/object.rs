@@ -253,7 +253,7 @@ fn settle(
     done: &mut Delivered,
     watermark: &mut Watermark,
 ) -> Option<Failure> {
-    let (index, identifier, result) = match joined {
+    let (index, _identifier, result) = match joined {
         Ok(sent) => sent,
         Err(e) => {
             return Some(Failure::Transient {
@@ -264,10 +264,8 @@ fn settle(
     };
     match result {
         Ok(Delivery::Accepted) => done.accepted += 1,
-        Ok(Delivery::Rejected { status, body }) => {
-            done.rejected += 1;
-            tracing::warn!(event_id = %identifier, status, response = %body, "the Changes API rejected a change for good");
-        }
+        // The forwarder logged and counted it with the response body.
+        Ok(Delivery::Rejected { .. }) => done.rejected += 1,
         Err(ForwardError::Stopped { .. }) => return Some(Failure::Stopped),
         Err(e @ ForwardError::Unauthorized { .. }) => {
             return Some(Failure::Transient {

@@ -210,6 +210,24 @@ impl Stack {
 
     /// The DLQ's messages with their `failure_reason` attribute.
     pub async fn dead_letters(&self, at_least: usize, timeout: Duration) -> Vec<(String, String)> {
+        self.dead_letters_with_attributes(at_least, timeout)
+            .await
+            .into_iter()
+            .map(|(attrs, body)| {
+                (
+                    attrs.get("failure_reason").cloned().unwrap_or_default(),
+                    body,
+                )
+            })
+            .collect()
+    }
+
+    /// The DLQ's messages with all their attributes.
+    pub async fn dead_letters_with_attributes(
+        &self,
+        at_least: usize,
+        timeout: Duration,
+    ) -> Vec<(HashMap<String, String>, String)> {
         let started = Instant::now();
         let mut found = Vec::new();
         while found.len() < at_least && started.elapsed() < timeout {
@@ -225,13 +243,15 @@ impl Stack {
                 .await
                 .expect("receive from the DLQ");
             for m in out.messages() {
-                let reason = m
+                let attrs = m
                     .message_attributes()
-                    .and_then(|a| a.get("failure_reason"))
-                    .and_then(|v| v.string_value())
-                    .unwrap_or("<none>")
-                    .to_owned();
-                found.push((reason, m.body().unwrap_or_default().to_owned()));
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                found.push((attrs, m.body().unwrap_or_default().to_owned()));
             }
         }
         found
@@ -489,9 +509,21 @@ async fn a_notification_for_an_unknown_bucket_is_dead_lettered_at_once() {
     let daemon = stack.start(&[]).await;
     // No subscription for the bucket.
     stack.put_file(FILES[3].0).await;
-    let dead = stack.dead_letters(1, Duration::from_secs(30)).await;
+    let dead = stack
+        .dead_letters_with_attributes(1, Duration::from_secs(30))
+        .await;
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].0, "unknown_bucket");
+    let attrs = &dead[0].0;
+    assert_eq!(
+        attrs.get("failure_reason").map(String::as_str),
+        Some("unknown_bucket")
+    );
+    assert!(attrs["failure_detail"].contains(&stack.bucket), "{attrs:?}");
+    assert_eq!(attrs.get("source_queue"), Some(&stack.queues.url));
+    assert!(
+        attrs["failed_at"].ends_with('Z') && attrs["failed_at"].len() == 20,
+        "{attrs:?}"
+    );
     assert!(stack.bigpanda.all().is_empty());
     daemon.stop().await;
 }
@@ -765,4 +797,63 @@ async fn after_the_grace_period_unfinished_messages_are_released_and_delivered_b
     assert_eq!(ids().len(), total);
     second.signal("-TERM");
     assert!(second.wait(Duration::from_secs(30)).await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_rejected_for_good_does_not_fail_the_others() {
+    let stack = Stack::new("rejected", 5, None).await;
+    stack
+        .bigpanda
+        .push_script(vec![Reply::Status(400), Reply::Status(409)]);
+    let daemon = stack
+        .start(&[("CTC__BIGPANDA__MAX_CONCURRENCY_PER_KEY", "1")])
+        .await;
+    stack.subscribe(daemon.api, &stack.bucket).await;
+    let (_, expected) = stack.put_file(FILES[2].0).await;
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(expected.len() - 2, Duration::from_secs(30))
+            .await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Not retried: each change was sent once, and the message is gone, not dead-lettered.
+    assert_eq!(stack.bigpanda.all().len(), expected.len());
+    assert_eq!(stack.aws.queue_depth(&stack.queues.url).await, 0);
+    assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 0);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_keeps_a_long_message_from_being_delivered_twice() {
+    let mut stack = Stack::new("heartbeat", 5, None).await;
+    // A 2 s visibility timeout and an object that takes about 4 s to deliver.
+    stack.queues = {
+        let q = stack
+            .aws
+            .create_queue_with_dlq("heartbeat-short", 5, 2)
+            .await;
+        stack
+            .aws
+            .notify_bucket_to_queue_directly(&stack.bucket, &q.url)
+            .await;
+        q
+    };
+    let (file, total) = FILES[1];
+    stack.bigpanda.push_script(slow_replies(total, 100));
+    let daemon = stack
+        .start(&[("CTC__BIGPANDA__MAX_CONCURRENCY_PER_KEY", "1")])
+        .await;
+    stack.subscribe(daemon.api, &stack.bucket).await;
+    stack.put_file(file).await;
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(total, Duration::from_secs(60))
+            .await
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.bigpanda.all().len(), total, "a change was sent twice");
+    assert_eq!(stack.aws.queue_depth(&stack.queues.url).await, 0);
+    daemon.stop().await;
 }
