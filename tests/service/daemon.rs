@@ -857,3 +857,48 @@ async fn the_heartbeat_keeps_a_long_message_from_being_delivered_twice() {
     assert_eq!(stack.aws.queue_depth(&stack.queues.url).await, 0);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_failures_on_receive_assume_role_and_get_object_are_retried_until_delivered() {
+    use crate::support::proxy::{Fault, Match, Proxy};
+    let stack = Stack::new("awsfaults", 10, None).await;
+    let proxy = Proxy::start(&stack.moto.endpoint()).await;
+    let endpoint = proxy.endpoint();
+    let daemon = stack
+        .start(&[
+            ("CTC__AWS__ENDPOINT_URL", endpoint.as_str()),
+            ("CTC__SUBSCRIPTIONS__VERIFY_ROLE", "false"),
+        ])
+        .await;
+    stack.subscribe(daemon.api, &stack.bucket).await;
+    // More failures than the SDK's own three attempts, so the daemon's retry path runs too.
+    proxy.inject(
+        Match::action("ReceiveMessage"),
+        4,
+        Fault::aws_error(500, "InternalError"),
+    );
+    proxy.inject(
+        Match::action("AssumeRole"),
+        4,
+        Fault::aws_error(503, "ServiceUnavailable"),
+    );
+    proxy.inject(
+        Match::method_and_path_prefix(reqwest::Method::GET, &format!("/{}/", stack.bucket)),
+        4,
+        Fault::aws_error(500, "InternalError"),
+    );
+    let (_, expected) = stack.put_file(FILES[3].0).await;
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(expected.len(), Duration::from_secs(60))
+            .await,
+        "injected {} faults, {} changes arrived",
+        proxy.injected(),
+        stack.bigpanda.accepted().len()
+    );
+    assert_eq!(proxy.injected(), 12, "every fault was met");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 0);
+    daemon.stop().await;
+}
