@@ -29,6 +29,19 @@ pub enum Command {
         #[command(subcommand)]
         command: SubscriptionsCommand,
     },
+    /// On-call tools for the dead-letter queue: look at it, move messages back.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Preflight: check the queue, its DLQ, the visibility timeout and the store (and with
+    /// `--subscriptions`, every subscription's role); says how to fix each problem. Exit status
+    /// 1 on any failure.
+    Check {
+        /// Also assume every subscription's role with its external ID.
+        #[arg(long)]
+        subscriptions: bool,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -67,6 +80,35 @@ pub struct ProcessArgs {
     /// Bucket name to put in each change's metadata, as if the files came from it.
     #[arg(long, value_name = "NAME")]
     pub bucket: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Show each message's failure reason, detail, bucket/key and age without consuming it.
+    Peek {
+        /// At most this many messages.
+        #[arg(long, default_value_t = 10)]
+        max: usize,
+    },
+    /// Move messages back to the source queue (send first, then delete; safe to interrupt).
+    Redrive(RedriveArgs),
+}
+
+/// Arguments of `dlq redrive`.
+#[derive(Debug, Clone, Args)]
+pub struct RedriveArgs {
+    /// At most this many messages (default: all).
+    #[arg(long)]
+    pub max: Option<usize>,
+    /// Only messages whose `failure_reason` is this (e.g. `unknown_bucket`).
+    #[arg(long, value_name = "REASON")]
+    pub reason: Option<String>,
+    /// Print what would be moved; move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// At most this many messages per second.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]

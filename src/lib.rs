@@ -18,6 +18,8 @@
 //! - [`credentials`]: the daemon's AWS configuration; customer roles assumed with their
 //!   external ID, credentials cached until near expiry.
 //! - [`admin`]: the HTTP subscription API.
+//! - [`dlq`]: on-call's `dlq peek` and `dlq redrive`.
+//! - [`preflight`]: `check`, and the checks the daemon runs at start.
 //! - [`app`]: glue for `serve-api` and the `subscriptions` on-call commands.
 //! - [`cli`]: the command line (`process`, `serve-api`, `subscriptions`, `config check`).
 
@@ -25,6 +27,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod credentials;
+pub mod dlq;
 pub mod download;
 pub mod envelope;
 pub mod filter;
@@ -32,6 +35,7 @@ pub mod forward;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
+pub mod preflight;
 pub mod process;
 pub mod queue;
 pub mod records;

@@ -3,9 +3,11 @@
 
 use anyhow::Context;
 use clap::Parser;
-use cloudtrail_changes::cli::{Cli, Command, ConfigCommand, ProcessArgs, SubscriptionsCommand};
+use cloudtrail_changes::cli::{
+    Cli, Command, ConfigCommand, DlqCommand, ProcessArgs, SubscriptionsCommand,
+};
 use cloudtrail_changes::settings::{self, LogFormat, Settings};
-use cloudtrail_changes::{app, process};
+use cloudtrail_changes::{app, dlq, preflight, process};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -30,6 +32,21 @@ fn main() -> ExitCode {
         Command::ServeApi => runtime()
             .and_then(|rt| Ok(rt.block_on(app::serve_api(&settings))?))
             .map(|()| ExitCode::SUCCESS),
+        Command::Dlq { command } => {
+            runtime().and_then(|rt| rt.block_on(dlq_command(&settings, command)))
+        }
+        Command::Check { subscriptions } => runtime().and_then(|rt| {
+            let ok = rt.block_on(preflight::check(
+                &settings,
+                subscriptions,
+                &mut io::stdout(),
+            ))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }),
         Command::Subscriptions { command } => {
             runtime().and_then(|rt| rt.block_on(subscriptions(&settings, command)))
         }
@@ -97,6 +114,15 @@ async fn subscriptions(
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn dlq_command(settings: &Settings, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let mut out = io::stdout();
+    match command {
+        DlqCommand::Peek { max } => dlq::peek(settings, max, &mut out).await?,
+        DlqCommand::Redrive(args) => dlq::redrive(settings, &args, &mut out).await?,
+    };
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_process(settings: &Settings, args: ProcessArgs) -> anyhow::Result<ExitCode> {
