@@ -1,6 +1,9 @@
-//! The HTTP side of the daemon: the subscription API (`/v1/subscriptions`), JSON in and out.
+//! The HTTP side of the daemon: the subscription API (`/v1/subscriptions`), JSON in and out,
+//! and the operations listener ([`ops`]: metrics, health, readiness).
 //! Every answer that is not a success carries `{"error": "<what to do>"}`; a refused subscribe
 //! writes nothing. Keys are never echoed whole and never logged.
+
+pub mod ops;
 
 use crate::credentials::{CredentialsError, Roles};
 use crate::subscriptions::cache::Lookup;

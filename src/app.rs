@@ -3,16 +3,10 @@
 
 use crate::admin::{self, ApiState, Server};
 use crate::credentials::{self, Roles};
-use crate::forward::Forwarder;
-use crate::queue::Queue;
 use crate::settings::Settings;
-use crate::subscriptions::cache::Lookup;
 use crate::subscriptions::{dynamodb, StoreSpec, Subscriptions};
-use crate::worker::Worker;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Why a command could not run.
@@ -28,106 +22,6 @@ pub enum AppError {
     Queue(#[from] crate::queue::QueueError),
     #[error("cannot build the Changes API client: {0}")]
     Forwarder(#[from] crate::forward::BuildError),
-}
-
-/// The daemon, built: listeners bound, queue resolved. [`Daemon::run`] runs it.
-pub struct Daemon {
-    api: Option<Server>,
-    worker: Worker,
-}
-
-impl Daemon {
-    /// Opens the store, resolves the queue and its DLQ, binds the API (unless disabled).
-    ///
-    /// # Errors
-    /// [`AppError`] naming what could not be set up.
-    pub async fn build(settings: Settings) -> Result<Self, AppError> {
-        if settings.sqs.queue_url.is_empty() {
-            return Err(AppError::Usage(
-                "sqs.queue_url is required by `run` (set it in the config file or CTC__SQS__QUEUE_URL)".into(),
-            ));
-        }
-        let settings = Arc::new(settings);
-        let parts = Parts::open(&settings).await?;
-        let dlq = Some(settings.sqs.dlq_url.clone()).filter(|u| !u.is_empty());
-        let sqs = aws_sdk_sqs::Client::new(&parts.aws);
-        let queue = Queue::resolve(sqs, &settings.sqs.queue_url, dlq).await?;
-        match &queue.dlq_url {
-            Some(dlq) => {
-                tracing::info!(queue = %queue.url, dlq = %dlq, max_receive_count = ?queue.max_receive_count, visibility_timeout = queue.visibility_timeout, "queue resolved")
-            }
-            None => {
-                tracing::warn!(queue = %queue.url, "the queue has no RedrivePolicy and sqs.dlq_url is empty: poison messages will be retried forever")
-            }
-        }
-        let roles = Arc::new(Roles::new(&parts.aws));
-        let ttl = Duration::from_secs(settings.subscriptions.cache_ttl_seconds);
-        let lookup = Arc::new(Lookup::new(Arc::clone(&parts.subscriptions), ttl));
-        let api = if settings.api.enabled {
-            let state = Arc::new(ApiState {
-                subscriptions: Arc::clone(&parts.subscriptions),
-                verifier: settings
-                    .subscriptions
-                    .verify_role
-                    .then(|| Arc::clone(&roles)),
-                lookup: Some(Arc::clone(&lookup)),
-            });
-            Some(Server::bind(settings.api.listen, admin::router(state)).await?)
-        } else {
-            None
-        };
-        let forwarder = Arc::new(Forwarder::new(&settings.bigpanda)?);
-        let worker = Worker::new(
-            settings,
-            queue,
-            parts.subscriptions,
-            lookup,
-            roles,
-            forwarder,
-        );
-        Ok(Self { api, worker })
-    }
-
-    /// The API's bound address, when it is served.
-    #[must_use]
-    pub fn api_addr(&self) -> Option<SocketAddr> {
-        self.api.as_ref().and_then(|a| a.local_addr().ok())
-    }
-
-    /// Runs until `stop` is cancelled and the worker has drained.
-    ///
-    /// # Errors
-    /// An API accept-loop error.
-    pub async fn run(self, stop: CancellationToken) -> Result<(), AppError> {
-        let api = self.api.map(|server| {
-            // The API stays up while the worker drains, then stops with it.
-            let api_stop = CancellationToken::new();
-            (tokio::spawn(server.run(api_stop.clone())), api_stop)
-        });
-        self.worker.run(stop).await;
-        if let Some((task, api_stop)) = api {
-            api_stop.cancel();
-            if let Ok(Err(e)) = task.await {
-                return Err(e.into());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `run`: the daemon until SIGTERM or SIGINT.
-///
-/// # Errors
-/// When it cannot be set up.
-pub async fn run(settings: Settings) -> Result<(), AppError> {
-    let daemon = Daemon::build(settings).await?;
-    if let Some(addr) = daemon.api_addr() {
-        tracing::info!(address = %addr, "subscription API listening");
-    }
-    let stop = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(stop.clone()));
-    tracing::info!("daemon started");
-    daemon.run(stop).await
 }
 
 /// The store and the AWS configuration, opened from the settings.

@@ -149,7 +149,17 @@ impl Roles {
             .duration_seconds(SESSION_SECONDS)
             .send()
             .await
-            .map_err(|e| classify(role, &e))?;
+            .map_err(|e| {
+                let error = classify(role, &e);
+                let outcome = match error {
+                    CredentialsError::Refused { .. } => "refused",
+                    CredentialsError::Unavailable { .. } => "error",
+                };
+                metrics::counter!(crate::metrics::STS_ASSUME_ROLE, "outcome" => outcome)
+                    .increment(1);
+                error
+            })?;
+        metrics::counter!(crate::metrics::STS_ASSUME_ROLE, "outcome" => "ok").increment(1);
         let Some(c) = output.credentials() else {
             return Err(CredentialsError::Unavailable {
                 role: role.to_owned(),

@@ -20,6 +20,7 @@
 //! - [`admin`]: the HTTP subscription API.
 //! - [`dlq`]: on-call's `dlq peek` and `dlq redrive`.
 //! - [`preflight`]: `check`, and the checks the daemon runs at start.
+//! - [`daemon`]: `run` assembled: worker, API, metrics and health listener, systemd notify.
 //! - [`app`]: glue for `serve-api` and the `subscriptions` on-call commands.
 //! - [`cli`]: the command line (`process`, `serve-api`, `subscriptions`, `config check`).
 
@@ -27,6 +28,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod credentials;
+pub mod daemon;
 pub mod dlq;
 pub mod download;
 pub mod envelope;

@@ -7,7 +7,7 @@ use cloudtrail_changes::cli::{
     Cli, Command, ConfigCommand, DlqCommand, ProcessArgs, SubscriptionsCommand,
 };
 use cloudtrail_changes::settings::{self, LogFormat, Settings};
-use cloudtrail_changes::{app, dlq, preflight, process};
+use cloudtrail_changes::{app, daemon, dlq, preflight, process};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         } => config_check(&settings),
         Command::Process(args) => run_process(&settings, args),
         Command::Run => runtime()
-            .and_then(|rt| Ok(rt.block_on(app::run(settings.clone()))?))
+            .and_then(|rt| Ok(rt.block_on(daemon::run(settings.clone()))?))
             .map(|()| ExitCode::SUCCESS),
         Command::ServeApi => runtime()
             .and_then(|rt| Ok(rt.block_on(app::serve_api(&settings))?))

@@ -38,3 +38,50 @@ pub use crate::forward::REQUESTS_TOTAL as BIGPANDA_REQUESTS;
 pub use crate::forward::REQUEST_DURATION_SECONDS as BIGPANDA_REQUEST_DURATION;
 /// 429s (and 503s with Retry-After) that paused an API key.
 pub use crate::forward::THROTTLED_TOTAL as BIGPANDA_THROTTLED;
+
+/// Objects by failure kind (the fate reason: `corrupt_object`, `access_denied`, ...).
+pub const OBJECT_FAILURES: &str = "ctc_object_failures_total";
+/// Time to deliver one object, seconds.
+pub const OBJECT_DURATION: &str = "ctc_object_duration_seconds";
+/// Changes produced by the pipeline (before forwarding).
+pub const CHANGES_PRODUCED: &str = "ctc_changes_produced_total";
+/// Seconds from a change's `eventTime` to its acceptance by the Changes API.
+pub const CHANGE_LAG: &str = "ctc_change_lag_seconds";
+/// Messages moved to the DLQ, by reason.
+pub const MESSAGES_DEAD_LETTERED: &str = "ctc_messages_dead_lettered_total";
+/// STS AssumeRole calls, by outcome (`ok`, `refused`, `error`).
+pub const STS_ASSUME_ROLE: &str = "ctc_sts_assume_role_total";
+/// 1, labelled with the version.
+pub const BUILD_INFO: &str = "ctc_build_info";
+
+/// Buckets for request and processing durations, seconds.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+/// Buckets for the eventTime-to-acceptance lag: CloudTrail delivers within about 5-15 minutes.
+const LAG_BUCKETS: [f64; 14] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 21_600.0,
+    86_400.0,
+];
+
+/// Installs the Prometheus recorder once per process and returns its handle (the `/metrics`
+/// page renders it).
+///
+/// # Errors
+/// When another recorder was installed by someone else.
+pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CHANGE_LAG.into()), &LAG_BUCKETS))
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
+    let handle = HANDLE.get_or_init(|| handle).clone();
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(handle)
+}

@@ -40,6 +40,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub aws: AwsSettings,
     pub api: ApiSettings,
+    pub admin: AdminSettings,
     pub subscriptions: SubscriptionSettings,
     pub sqs: SqsSettings,
     pub worker: WorkerSettings,
@@ -53,6 +54,14 @@ pub struct ApiSettings {
     /// Whether `run` serves the subscription API too.
     pub enabled: bool,
     /// Address the API listens on.
+    pub listen: SocketAddr,
+}
+
+/// The `[admin]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
     pub listen: SocketAddr,
 }
 
@@ -153,6 +162,7 @@ struct Raw {
     log: LogSettings,
     aws: AwsSettings,
     api: ApiSettings,
+    admin: AdminSettings,
     subscriptions: RawSubscriptions,
     sqs: SqsSettings,
     worker: WorkerSettings,
@@ -264,6 +274,7 @@ fn validate(raw: Raw) -> Result<Settings, SettingsError> {
         policy,
         aws: raw.aws,
         api: raw.api,
+        admin: raw.admin,
         subscriptions,
         sqs: raw.sqs,
         worker: raw.worker,

@@ -8,6 +8,7 @@ pub mod fate;
 pub mod object;
 mod settings;
 
+use crate::admin::ops::Health;
 use crate::credentials::Roles;
 use crate::envelope::{self, ObjectRef};
 use crate::forward::Forwarder;
@@ -33,6 +34,7 @@ pub struct Shared {
     pub lookup: Arc<Lookup>,
     pub roles: Arc<Roles>,
     pub forwarder: Arc<Forwarder>,
+    pub health: Arc<Health>,
     retry: RetryPolicy,
     fairness: fairness::Fairness,
     deletes: mpsc::Sender<Deletion>,
@@ -60,6 +62,7 @@ impl Worker {
         lookup: Arc<Lookup>,
         roles: Arc<Roles>,
         forwarder: Arc<Forwarder>,
+        health: Arc<Health>,
     ) -> Self {
         let retry = RetryPolicy {
             backoff_seconds: settings.worker.retry_backoff_seconds.clone(),
@@ -77,6 +80,7 @@ impl Worker {
             lookup,
             roles,
             forwarder,
+            health,
             retry,
             fairness,
             deletes,
@@ -164,10 +168,12 @@ async fn poll_loop(
         let messages = match received {
             Ok(messages) => {
                 failures = 0;
+                shared.health.set_queue_ok(true);
                 messages
             }
             Err(e) => {
                 failures += 1;
+                shared.health.set_queue_ok(false);
                 metrics::counter!(m::SQS_ERRORS, "operation" => "receive").increment(1);
                 let delay = poll_backoff(failures, rand::random::<f64>());
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "receive failed");
@@ -211,18 +217,32 @@ async fn handle(shared: &Arc<Shared>, message: Received, abort: &CancellationTok
             message.receipt_handle.clone(),
             done.clone(),
         ));
-        let (processed, objects) = process(shared, &message, abort).await;
+        let report = process(shared, &message, abort).await;
         done.cancel();
         let _ = heartbeat.await;
         let fate = fate::decide(
-            processed,
+            report.processed,
             message.receive_count,
             &shared.retry,
             rand::random(),
         );
-        settle(shared, &message, fate, objects).await;
+        let outcome = settle(shared, &message, fate, report.checkpoints).await;
         metrics::gauge!(m::MESSAGES_IN_FLIGHT).decrement(1.0);
-        metrics::histogram!(m::MESSAGE_DURATION).record(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        metrics::histogram!(m::MESSAGE_DURATION).record(elapsed.as_secs_f64());
+        let (bucket, key) = report
+            .first
+            .as_ref()
+            .map_or(("", ""), |o| (o.bucket.as_str(), o.key.as_str()));
+        tracing::info!(
+            fate = outcome,
+            bucket,
+            key,
+            objects = report.objects,
+            changes = report.changes,
+            ms = elapsed.as_millis() as u64,
+            "message finished"
+        );
     }
     .instrument(span)
     .await;
@@ -247,29 +267,49 @@ async fn heartbeat(shared: Arc<Shared>, handle: String, done: CancellationToken)
     }
 }
 
-/// Decodes the message and delivers each object it names, in order. Returns what happened and
-/// the checkpoints to forget once the message is deleted.
-async fn process(
-    shared: &Shared,
-    message: &Received,
-    abort: &CancellationToken,
-) -> (Processed, Vec<String>) {
+/// What processing a message did, for its fate and its log line.
+struct Report {
+    processed: Processed,
+    /// Checkpoints to forget once the message is deleted.
+    checkpoints: Vec<String>,
+    /// The first object the message names (most name one).
+    first: Option<ObjectRef>,
+    objects: usize,
+    changes: u64,
+}
+
+impl Report {
+    fn early(processed: Processed) -> Self {
+        Self {
+            processed,
+            checkpoints: Vec::new(),
+            first: None,
+            objects: 0,
+            changes: 0,
+        }
+    }
+}
+
+/// Decodes the message and delivers each object it names, in order.
+async fn process(shared: &Shared, message: &Received, abort: &CancellationToken) -> Report {
     let decoded = match envelope::decode(&message.body) {
         Ok(d) => d,
         Err(e) => {
-            let failure = Failure::Poison {
+            return Report::early(Processed::Failed(Failure::Poison {
                 reason: "malformed_envelope",
                 detail: e.to_string(),
-            };
-            return (Processed::Failed(failure), Vec::new());
+            }))
         }
     };
     if decoded.objects.is_empty() {
         let reasons: Vec<_> = decoded.skipped.iter().map(|s| s.reason).collect();
-        return (Processed::skipped(&reasons), Vec::new());
+        return Report::early(Processed::skipped(&reasons));
     }
-    let mut changes = 0;
-    let mut checkpoints = Vec::new();
+    let mut report = Report::early(Processed::Skipped {
+        reason: "no_changes",
+    });
+    report.first = decoded.objects.first().cloned();
+    report.objects = decoded.objects.len();
     for object in &decoded.objects {
         let span = tracing::info_span!("object", bucket = %object.bucket, key = %object.key);
         match deliver_one(shared, object, message.receive_count, abort)
@@ -277,21 +317,21 @@ async fn process(
             .await
         {
             Ok(n) => {
-                changes += n;
-                checkpoints.push(checkpoint_id(object));
+                report.changes += n;
+                report.checkpoints.push(checkpoint_id(object));
             }
-            Err(failure) => return (Processed::Failed(failure), checkpoints),
+            Err(failure) => {
+                report.processed = Processed::Failed(failure);
+                return report;
+            }
         }
     }
-    if changes == 0 {
-        return (
-            Processed::Skipped {
-                reason: "no_changes",
-            },
-            checkpoints,
-        );
+    if report.changes > 0 {
+        report.processed = Processed::Delivered {
+            changes: report.changes,
+        };
     }
-    (Processed::Delivered { changes }, checkpoints)
+    report
 }
 
 /// One object: its subscription, a fairness slot, then delivery.
@@ -326,6 +366,7 @@ async fn deliver_one(
     };
     let started = Instant::now();
     let result = object::deliver(shared, object, &subscription, abort).await;
+    metrics::histogram!(m::OBJECT_DURATION).record(started.elapsed().as_secs_f64());
     match &result {
         Ok(d) => {
             metrics::counter!(m::OBJECTS, "outcome" => "delivered").increment(1);
@@ -339,7 +380,10 @@ async fn deliver_one(
                 "object delivered"
             );
         }
-        Err(_) => metrics::counter!(m::OBJECTS, "outcome" => "failed").increment(1),
+        Err(failure) => {
+            metrics::counter!(m::OBJECTS, "outcome" => "failed").increment(1);
+            metrics::counter!(m::OBJECT_FAILURES, "kind" => failure.kind()).increment(1);
+        }
     }
     result.map(|d| d.tally.changes)
 }
@@ -364,7 +408,12 @@ async fn claim(shared: &Shared, owner: &str, receive_count: u32) -> Option<fairn
 }
 
 /// Carries out the fate.
-async fn settle(shared: &Shared, message: &Received, fate: Fate, checkpoints: Vec<String>) {
+async fn settle(
+    shared: &Shared,
+    message: &Received,
+    fate: Fate,
+    checkpoints: Vec<String>,
+) -> &'static str {
     let handle = &message.receipt_handle;
     let outcome = match fate {
         Fate::Delete { skipped } => {
@@ -408,10 +457,15 @@ async fn settle(shared: &Shared, message: &Received, fate: Fate, checkpoints: Ve
         }
         Fate::DeadLetter { reason, detail } => {
             metrics::counter!(m::MESSAGE_FAILURES, "reason" => reason).increment(1);
-            dead_letter(shared, message, reason, &detail).await
+            let outcome = dead_letter(shared, message, reason, &detail).await;
+            if outcome == "dead_lettered" {
+                metrics::counter!(m::MESSAGES_DEAD_LETTERED, "reason" => reason).increment(1);
+            }
+            outcome
         }
     };
     metrics::counter!(m::MESSAGES_FINISHED, "fate" => outcome).increment(1);
+    outcome
 }
 
 async fn set_visibility(shared: &Shared, handle: &str, seconds: u32) {

@@ -24,6 +24,18 @@ pub enum Failure {
     Busy,
 }
 
+impl Failure {
+    /// A short label for metrics and logs.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Poison { reason, .. } | Self::Transient { reason, .. } => reason,
+            Self::Stopped => "stopped",
+            Self::Busy => "busy",
+        }
+    }
+}
+
 /// What happened to a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Processed {

@@ -150,7 +150,7 @@ fn spawn_parser(
     shared: &Shared,
     object: &ObjectRef,
     spool: download::Spool,
-    tx: mpsc::Sender<(String, Bytes)>,
+    tx: mpsc::Sender<(String, i64, Bytes)>,
 ) -> tokio::task::JoinHandle<Parsed> {
     let settings = std::sync::Arc::clone(&shared.settings);
     let object = object.clone();
@@ -175,7 +175,7 @@ fn spawn_parser(
                 return Ok(());
             };
             let body = serde_json::to_vec(&change).map_err(|_| ())?;
-            tx.blocking_send((change.identifier, Bytes::from(body)))
+            tx.blocking_send((change.identifier, change.start, Bytes::from(body)))
                 .map_err(|_| ())
         });
         (tally, result)
@@ -188,7 +188,7 @@ async fn forward_all(
     shared: &Shared,
     keys: &Keys,
     id: &str,
-    mut rx: mpsc::Receiver<(String, Bytes)>,
+    mut rx: mpsc::Receiver<(String, i64, Bytes)>,
     start: u64,
     abort: &CancellationToken,
 ) -> Result<Delivered, Failure> {
@@ -201,7 +201,7 @@ async fn forward_all(
     let mut failure = None;
     let mut index = 0u64;
     while failure.is_none() {
-        let Some((identifier, body)) = rx.recv().await else {
+        let Some((identifier, event_time, body)) = rx.recv().await else {
             break;
         };
         index += 1;
@@ -223,6 +223,9 @@ async fn forward_all(
             let result = forwarder
                 .send(&keys, &identifier, body, deadline, &abort)
                 .await;
+            if matches!(result, Ok(Delivery::Accepted)) {
+                metrics::histogram!(m::CHANGE_LAG).record(lag_seconds(event_time));
+            }
             (at, identifier, result)
         });
         let due = watermark.value() >= saved + CHECKPOINT_EVERY
@@ -297,8 +300,18 @@ async fn save_checkpoint(shared: &Shared, id: &str, accepted: u64) {
     }
 }
 
+/// Seconds from a change's event time to now (0 for a clock that is behind).
+fn lag_seconds(event_time: i64) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let event = u64::try_from(event_time).unwrap_or(0);
+    now.saturating_sub(event) as f64
+}
+
 fn record_tally(tally: &Tally) {
     metrics::counter!(m::RECORDS).increment(tally.records);
+    metrics::counter!(m::CHANGES_PRODUCED).increment(tally.changes);
     for reason in Reason::ALL {
         let n = tally.dropped(reason);
         if n > 0 {

@@ -5,7 +5,7 @@
 use crate::support::aws::{Aws, Queues, SnsDelivery};
 use crate::support::bigpanda::{BigPanda, Reply};
 use crate::support::moto::Moto;
-use cloudtrail_changes::app::Daemon;
+use cloudtrail_changes::daemon::Daemon;
 use cloudtrail_changes::settings::{self, Settings};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -136,6 +136,7 @@ impl Stack {
             ("CTC__SQS__QUEUE_URL", self.queues.url.clone()),
             ("CTC__SQS__WAIT_TIME_SECONDS", "1".to_owned()),
             ("CTC__API__LISTEN", "127.0.0.1:0".to_owned()),
+            ("CTC__ADMIN__LISTEN", "127.0.0.1:0".to_owned()),
             (
                 "CTC__SUBSCRIPTIONS__STORE",
                 format!("sqlite:{}", db.display()),
@@ -165,9 +166,15 @@ impl Stack {
             .await
             .expect("daemon builds");
         let api = daemon.api_addr().expect("API enabled");
+        let ops = daemon.ops_addr().expect("ops listener");
         let stop = CancellationToken::new();
         let task = tokio::spawn(daemon.run(stop.clone()));
-        Running { api, stop, task }
+        Running {
+            api,
+            ops,
+            stop,
+            task,
+        }
     }
 
     /// Subscribes `bucket` through the daemon's API.
@@ -266,6 +273,7 @@ impl Drop for Stack {
 
 pub struct Running {
     pub api: std::net::SocketAddr,
+    pub ops: std::net::SocketAddr,
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<Result<(), cloudtrail_changes::app::AppError>>,
 }
@@ -901,4 +909,77 @@ async fn aws_failures_on_receive_assume_role_and_get_object_are_retried_until_de
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 0);
     daemon.stop().await;
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("GET");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_readiness_describe_a_working_daemon() {
+    let stack = Stack::new("ops", 5, None).await;
+    let daemon = stack.start(&[]).await;
+    stack.subscribe(daemon.api, &stack.bucket).await;
+    let (_, expected) = stack.put_file(FILES[3].0).await;
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(expected.len(), Duration::from_secs(30))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get(daemon.ops, "/healthz").await.0, 200);
+    let (status, body) = get(daemon.ops, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, metrics) = get(daemon.ops, "/metrics").await;
+    assert_eq!(status, 200);
+    // The recorder is global to the test process: assert presence, not exact values.
+    for needle in [
+        "ctc_build_info{version=",
+        "ctc_messages_received_total",
+        "ctc_messages_total{fate=\"delivered\"}",
+        "ctc_changes_sent_total{outcome=\"accepted\"}",
+        "ctc_change_lag_seconds_bucket",
+        "ctc_object_duration_seconds_bucket",
+        "ctc_records_dropped_total{reason=\"read_only\"}",
+        "ctc_bigpanda_request_duration_seconds_bucket",
+        "ctc_sts_assume_role_total{outcome=\"ok\"}",
+        "ctc_object_bytes_total",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
+    }
+    assert!(!metrics.contains(API_KEY) && !metrics.contains(&stack.bucket));
+    // A slow object in flight keeps the daemon draining for a while after the stop.
+    let before = stack.bigpanda.accepted().len();
+    stack.bigpanda.push_script(slow_replies(20, 300));
+    let (_, slow) = stack.put_file(FILES[2].0).await;
+    assert!(wait_for_count(&stack.bigpanda, before + 1, Duration::from_secs(30)).await > before);
+    daemon.stop.cancel();
+    // While draining, readiness fails at once.
+    let started = Instant::now();
+    let mut saw_not_ready = false;
+    while started.elapsed() < Duration::from_secs(5) {
+        match reqwest::get(format!("http://{}/readyz", daemon.ops)).await {
+            Ok(r) if r.status().as_u16() == 503 => {
+                saw_not_ready = true;
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => break,
+        }
+    }
+    assert!(saw_not_ready, "/readyz never reported the shutdown");
+    let _ = tokio::time::timeout(Duration::from_secs(60), daemon.task).await;
+    assert_eq!(
+        stack.bigpanda.accepted().len(),
+        before + slow.len(),
+        "drained"
+    );
 }

@@ -1,0 +1,154 @@
+//! The operations listener (`admin.listen`): `/metrics` for Prometheus, `/healthz` (alive: the
+//! daemon's main loop is turning) and `/readyz` (ready for work: the queue answered, the store
+//! answered, not shutting down).
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long the main loop may go without a tick before `/healthz` fails.
+pub const STALL_AFTER: Duration = Duration::from_secs(60);
+
+/// What `/healthz` and `/readyz` report, updated by the daemon as it runs.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Unix milliseconds of the main loop's last tick.
+    ticked_ms: AtomicU64,
+    queue_ok: AtomicBool,
+    store_ok: AtomicBool,
+    stopping: AtomicBool,
+}
+
+impl Health {
+    /// A health state that has not ticked yet and is not ready.
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        let health = Self::default();
+        health.tick();
+        Arc::new(health)
+    }
+
+    /// The main loop turned.
+    pub fn tick(&self) {
+        self.ticked_ms.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// The last receive from the queue succeeded (or failed).
+    pub fn set_queue_ok(&self, ok: bool) {
+        self.queue_ok.store(ok, Ordering::Relaxed);
+    }
+
+    /// The last store probe succeeded (or failed).
+    pub fn set_store_ok(&self, ok: bool) {
+        self.store_ok.store(ok, Ordering::Relaxed);
+    }
+
+    /// Shutting down: not ready for new work any more.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the main loop ticked within [`STALL_AFTER`].
+    #[must_use]
+    pub fn alive(&self) -> bool {
+        let age = unix_ms().saturating_sub(self.ticked_ms.load(Ordering::Relaxed));
+        u128::from(age) < STALL_AFTER.as_millis()
+    }
+
+    /// Why the daemon is not ready, or `None` when it is.
+    #[must_use]
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.stopping.load(Ordering::Relaxed) {
+            Some("shutting down")
+        } else if !self.queue_ok.load(Ordering::Relaxed) {
+            Some("the queue has not answered a receive yet, or the last one failed")
+        } else if !self.store_ok.load(Ordering::Relaxed) {
+            Some("the subscription store did not answer its last probe")
+        } else {
+            None
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+struct Ops {
+    health: Arc<Health>,
+    metrics: PrometheusHandle,
+}
+
+/// The operations routes.
+pub fn router(health: Arc<Health>, metrics: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(Arc::new(Ops { health, metrics }))
+}
+
+async fn render_metrics(State(ops): State<Arc<Ops>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ops.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(ops): State<Arc<Ops>>) -> Response {
+    if ops.health.alive() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        let body =
+            json!({"status": "stalled", "error": "the main loop has not turned for a minute"});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+async fn readyz(State(ops): State<Arc<Ops>>) -> Response {
+    match ops.health.not_ready() {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "error": why})),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_the_queue_and_the_store_and_ends_at_shutdown() {
+        let h = Health::new();
+        assert!(h.alive());
+        assert!(h.not_ready().is_some());
+        h.set_queue_ok(true);
+        assert!(h.not_ready().is_some_and(|w| w.contains("store")));
+        h.set_store_ok(true);
+        assert_eq!(h.not_ready(), None);
+        h.set_stopping();
+        assert_eq!(h.not_ready(), Some("shutting down"));
+    }
+
+    #[test]
+    fn a_main_loop_that_stopped_ticking_is_not_alive() {
+        let h = Health::new();
+        h.ticked_ms.store(unix_ms() - 61_000, Ordering::Relaxed);
+        assert!(!h.alive());
+        h.tick();
+        assert!(h.alive());
+    }
+}

@@ -1,0 +1,213 @@
+//! `run`: the daemon assembled. [`Daemon::build`] opens the store, resolves the queue and its
+//! DLQ and binds the listeners (port 0 allowed); [`Daemon::run`] runs the worker, the API and
+//! the operations listener until stopped, with a main-loop tick that feeds `/healthz`, the
+//! systemd watchdog and the readiness probe of the store.
+
+use crate::admin::ops::{self, Health};
+use crate::admin::{self, ApiState, Server};
+use crate::app::{cancel_on_signal, AppError, Parts};
+use crate::credentials::Roles;
+use crate::forward::Forwarder;
+use crate::queue::Queue;
+use crate::settings::Settings;
+use crate::subscriptions::cache::Lookup;
+use crate::subscriptions::{Store, Subscriptions};
+use crate::worker::Worker;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sd_notify::NotifyState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often the main loop ticks (and probes the store every [`PROBE_EVERY`] ticks).
+const TICK: Duration = Duration::from_secs(5);
+const PROBE_EVERY: u32 = 6;
+
+/// The daemon, built: listeners bound, queue resolved.
+pub struct Daemon {
+    api: Option<Server>,
+    ops: Server,
+    worker: Worker,
+    health: Arc<Health>,
+    metrics: PrometheusHandle,
+    subscriptions: Arc<Subscriptions>,
+}
+
+impl Daemon {
+    /// Opens the store, resolves the queue and its DLQ, binds the API (unless disabled) and the
+    /// operations listener.
+    ///
+    /// # Errors
+    /// [`AppError`] naming what could not be set up and how to fix it.
+    pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        if settings.sqs.queue_url.is_empty() {
+            return Err(AppError::Usage(
+                "sqs.queue_url is required by `run` (set it in the config file or CTC__SQS__QUEUE_URL)".into(),
+            ));
+        }
+        let metrics = crate::metrics::install().map_err(AppError::Usage)?;
+        let settings = Arc::new(settings);
+        let parts = Parts::open(&settings).await?;
+        // PREFLIGHT-STARTUP (wired when preflight::startup lands)
+        let queue = resolve_queue(&settings, &parts.aws).await?;
+        let roles = Arc::new(Roles::new(&parts.aws));
+        let ttl = Duration::from_secs(settings.subscriptions.cache_ttl_seconds);
+        let lookup = Arc::new(Lookup::new(Arc::clone(&parts.subscriptions), ttl));
+        let api = if settings.api.enabled {
+            let state = Arc::new(ApiState {
+                subscriptions: Arc::clone(&parts.subscriptions),
+                verifier: settings
+                    .subscriptions
+                    .verify_role
+                    .then(|| Arc::clone(&roles)),
+                lookup: Some(Arc::clone(&lookup)),
+            });
+            Some(Server::bind(settings.api.listen, admin::router(state)).await?)
+        } else {
+            None
+        };
+        let health = Health::new();
+        let ops = Server::bind(
+            settings.admin.listen,
+            ops::router(Arc::clone(&health), metrics.clone()),
+        )
+        .await?;
+        let forwarder = Arc::new(Forwarder::new(&settings.bigpanda)?);
+        let subscriptions = Arc::clone(&parts.subscriptions);
+        let worker = Worker::new(
+            settings,
+            queue,
+            parts.subscriptions,
+            lookup,
+            roles,
+            forwarder,
+            Arc::clone(&health),
+        );
+        Ok(Self {
+            api,
+            ops,
+            worker,
+            health,
+            metrics,
+            subscriptions,
+        })
+    }
+
+    /// The API's bound address, when it is served.
+    #[must_use]
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// The operations listener's bound address.
+    #[must_use]
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.local_addr().ok()
+    }
+
+    /// Runs until `stop` is cancelled and the worker has drained. Tells systemd READY=1 once
+    /// running and STOPPING=1 when stopping (no-ops outside systemd).
+    ///
+    /// # Errors
+    /// An accept-loop error of a listener.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), AppError> {
+        // The listeners stay up while the worker drains, then stop with it.
+        let listeners = CancellationToken::new();
+        let mut servers = vec![tokio::spawn(self.ops.run(listeners.clone()))];
+        if let Some(api) = self.api {
+            servers.push(tokio::spawn(api.run(listeners.clone())));
+        }
+        let ticker = tokio::spawn(tick(
+            Arc::clone(&self.health),
+            self.metrics,
+            self.subscriptions,
+            listeners.clone(),
+        ));
+        let health = Arc::clone(&self.health);
+        let stopping = stop.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            health.set_stopping();
+            let _ = sd_notify::notify(&[NotifyState::Stopping]);
+        });
+        let _ = sd_notify::notify(&[NotifyState::Ready]);
+        tracing::info!("daemon started");
+        self.worker.run(stop).await;
+        listeners.cancel();
+        let _ = ticker.await;
+        for server in servers {
+            if let Ok(Err(e)) = server.await {
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn resolve_queue(
+    settings: &Settings,
+    aws: &aws_config::SdkConfig,
+) -> Result<Queue, AppError> {
+    let dlq = Some(settings.sqs.dlq_url.clone()).filter(|u| !u.is_empty());
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let queue = Queue::resolve(sqs, &settings.sqs.queue_url, dlq).await?;
+    match &queue.dlq_url {
+        Some(dlq) => tracing::info!(
+            queue = %queue.url, dlq = %dlq, max_receive_count = ?queue.max_receive_count,
+            visibility_timeout = queue.visibility_timeout, "queue resolved"
+        ),
+        None => tracing::warn!(
+            queue = %queue.url,
+            "the queue has no RedrivePolicy and sqs.dlq_url is empty: poison messages will be retried, never dead-lettered"
+        ),
+    }
+    Ok(queue)
+}
+
+/// The main loop's tick: marks the daemon alive, pings the systemd watchdog, probes the store
+/// for readiness and keeps the metrics histograms fresh.
+async fn tick(
+    health: Arc<Health>,
+    metrics: PrometheusHandle,
+    subscriptions: Arc<Subscriptions>,
+    stop: CancellationToken,
+) {
+    let watchdog = sd_notify::watchdog_enabled();
+    let period = watchdog.map_or(TICK, |w| (w / 2).min(TICK));
+    let mut n = 0u32;
+    loop {
+        if n % PROBE_EVERY == 0 {
+            // Any answer, found or not, proves the store is reachable.
+            let ok = subscriptions.store().get("readiness-probe").await.is_ok();
+            health.set_store_ok(ok);
+        }
+        n = n.wrapping_add(1);
+        health.tick();
+        metrics.run_upkeep();
+        if watchdog.is_some() {
+            let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+/// `run`: the daemon until SIGTERM or SIGINT.
+///
+/// # Errors
+/// When it cannot be set up.
+pub async fn run(settings: Settings) -> Result<(), AppError> {
+    let daemon = Daemon::build(settings).await?;
+    if let Some(addr) = daemon.api_addr() {
+        tracing::info!(address = %addr, "subscription API listening");
+    }
+    if let Some(addr) = daemon.ops_addr() {
+        tracing::info!(address = %addr, "metrics and health listening");
+    }
+    let stop = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(stop.clone()));
+    daemon.run(stop).await
+}
