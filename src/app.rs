@@ -2,6 +2,7 @@
 //! settings, runs the API until a signal, and prints subscriptions for people.
 
 use crate::admin::{self, ApiState, Server};
+use crate::cli::{Command, DlqCommand, SubscriptionsCommand};
 use crate::credentials::{self, Roles};
 use crate::settings::Settings;
 use crate::subscriptions::{dynamodb, StoreSpec, Subscriptions};
@@ -22,6 +23,63 @@ pub enum AppError {
     Queue(#[from] crate::queue::QueueError),
     #[error("cannot build the Changes API client: {0}")]
     Forwarder(#[from] crate::forward::BuildError),
+    #[error(transparent)]
+    Dlq(#[from] crate::dlq::DlqError),
+}
+
+/// Runs one of the async commands; `Ok(false)` means "exit with status 1" (a failed check, a
+/// missing subscription).
+///
+/// # Errors
+/// [`AppError`] when the command could not run.
+pub async fn run_command(settings: Settings, command: Command) -> Result<bool, AppError> {
+    let mut out = std::io::stdout();
+    match command {
+        Command::Run => crate::daemon::run(settings).await.map(|()| true),
+        Command::ServeApi => serve_api(&settings).await.map(|()| true),
+        Command::Check { subscriptions } => {
+            Ok(crate::preflight::check(&settings, subscriptions, &mut out).await?)
+        }
+        Command::Dlq { command } => {
+            match command {
+                DlqCommand::Peek { max } => crate::dlq::peek(&settings, max, &mut out).await?,
+                DlqCommand::Redrive(args) => {
+                    crate::dlq::redrive(&settings, &args, &mut out).await?
+                }
+            };
+            Ok(true)
+        }
+        Command::Subscriptions { command } => subscriptions(&settings, command, &mut out).await,
+        Command::Process(_) | Command::Config { .. } => Err(AppError::Usage(
+            "process and config run without the async runtime".into(),
+        )),
+    }
+}
+
+async fn subscriptions(
+    settings: &Settings,
+    command: SubscriptionsCommand,
+    out: &mut dyn Write,
+) -> Result<bool, AppError> {
+    let found = match command {
+        SubscriptionsCommand::List => list(settings, out).await.map(|()| true)?,
+        SubscriptionsCommand::Show { bucket } => show(settings, &bucket, out).await?,
+        SubscriptionsCommand::Remove { bucket } => remove(settings, &bucket).await?,
+        SubscriptionsCommand::InitTable => {
+            let created = init_table(settings).await?;
+            let what = if created {
+                "table created"
+            } else {
+                "table already exists"
+            };
+            writeln!(out, "{what}")?;
+            true
+        }
+    };
+    if !found {
+        eprintln!("no such subscription");
+    }
+    Ok(found)
 }
 
 /// The store and the AWS configuration, opened from the settings.
@@ -110,13 +168,26 @@ async fn wait_for_signal() {
     }
 }
 
+/// The subscription store alone, for the on-call commands: AWS is configured only when the
+/// store is DynamoDB (a SQLite node without AWS credentials must not wait for instance metadata).
+async fn store_only(settings: &Settings) -> Result<Subscriptions, AppError> {
+    let aws = match &settings.subscriptions.store {
+        StoreSpec::Sqlite(_) => aws_config::SdkConfig::builder().build(),
+        StoreSpec::DynamoDb(_) => credentials::sdk_config(&settings.aws).await,
+    };
+    Ok(Subscriptions::open(
+        &settings.subscriptions.store,
+        settings.subscriptions.sealer(),
+        &aws,
+    )?)
+}
+
 /// `subscriptions list`.
 ///
 /// # Errors
 /// When the store fails or `out` cannot be written.
 pub async fn list(settings: &Settings, out: &mut dyn Write) -> Result<(), AppError> {
-    let parts = Parts::open(settings).await?;
-    let subs = parts.subscriptions.list(None).await?;
+    let subs = store_only(settings).await?.list(None).await?;
     for s in &subs {
         let r = s.redacted();
         writeln!(
@@ -140,8 +211,7 @@ pub async fn show(
     bucket: &str,
     out: &mut dyn Write,
 ) -> Result<bool, AppError> {
-    let parts = Parts::open(settings).await?;
-    let Some(s) = parts.subscriptions.get(bucket).await? else {
+    let Some(s) = store_only(settings).await?.get(bucket).await? else {
         return Ok(false);
     };
     let text = serde_json::to_string_pretty(&s.redacted()).map_err(std::io::Error::from)?;
@@ -154,8 +224,7 @@ pub async fn show(
 /// # Errors
 /// When the store fails.
 pub async fn remove(settings: &Settings, bucket: &str) -> Result<bool, AppError> {
-    let parts = Parts::open(settings).await?;
-    let removed = parts.subscriptions.remove(bucket).await?;
+    let removed = store_only(settings).await?.remove(bucket).await?;
     if removed {
         tracing::info!(bucket, "subscription removed by on-call");
     }

@@ -3,11 +3,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use cloudtrail_changes::cli::{
-    Cli, Command, ConfigCommand, DlqCommand, ProcessArgs, SubscriptionsCommand,
-};
+use cloudtrail_changes::cli::{Cli, Command, ConfigCommand, ProcessArgs};
 use cloudtrail_changes::settings::{self, LogFormat, Settings};
-use cloudtrail_changes::{app, daemon, dlq, preflight, process};
+use cloudtrail_changes::{app, process};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -26,30 +24,14 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check,
         } => config_check(&settings),
         Command::Process(args) => run_process(&settings, args),
-        Command::Run => runtime()
-            .and_then(|rt| Ok(rt.block_on(daemon::run(settings.clone()))?))
-            .map(|()| ExitCode::SUCCESS),
-        Command::ServeApi => runtime()
-            .and_then(|rt| Ok(rt.block_on(app::serve_api(&settings))?))
-            .map(|()| ExitCode::SUCCESS),
-        Command::Dlq { command } => {
-            runtime().and_then(|rt| rt.block_on(dlq_command(&settings, command)))
-        }
-        Command::Check { subscriptions } => runtime().and_then(|rt| {
-            let ok = rt.block_on(preflight::check(
-                &settings,
-                subscriptions,
-                &mut io::stdout(),
-            ))?;
+        command => runtime().and_then(|rt| {
+            let ok = rt.block_on(app::run_command(settings, command))?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
         }),
-        Command::Subscriptions { command } => {
-            runtime().and_then(|rt| rt.block_on(subscriptions(&settings, command)))
-        }
     };
     match result {
         Ok(code) => code,
@@ -61,7 +43,9 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::new(&settings.log.level);
+    // RUST_LOG, when set, overrides `log.level`.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr);
@@ -82,47 +66,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("Failed to start the async runtime")
-}
-
-async fn subscriptions(
-    settings: &Settings,
-    command: SubscriptionsCommand,
-) -> anyhow::Result<ExitCode> {
-    let found = match command {
-        SubscriptionsCommand::List => app::list(settings, &mut io::stdout()).await.map(|()| true),
-        SubscriptionsCommand::Show { bucket } => {
-            app::show(settings, &bucket, &mut io::stdout()).await
-        }
-        SubscriptionsCommand::Remove { bucket } => app::remove(settings, &bucket).await,
-        SubscriptionsCommand::InitTable => app::init_table(settings).await.map(|created| {
-            println!(
-                "{}",
-                if created {
-                    "table created"
-                } else {
-                    "table already exists"
-                }
-            );
-            true
-        }),
-    }?;
-    if !found {
-        eprintln!("no such subscription");
-    }
-    Ok(if found {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-async fn dlq_command(settings: &Settings, command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let mut out = io::stdout();
-    match command {
-        DlqCommand::Peek { max } => dlq::peek(settings, max, &mut out).await?,
-        DlqCommand::Redrive(args) => dlq::redrive(settings, &args, &mut out).await?,
-    };
-    Ok(ExitCode::SUCCESS)
 }
 
 fn run_process(settings: &Settings, args: ProcessArgs) -> anyhow::Result<ExitCode> {
