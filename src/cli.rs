@@ -100,7 +100,8 @@ pub struct RedriveArgs {
     /// At most this many messages (default: all).
     #[arg(long)]
     pub max: Option<usize>,
-    /// Only messages whose `failure_reason` is this (e.g. `unknown_bucket`).
+    /// Only messages whose `failure_reason` is this (e.g. `unknown_bucket`; `none` for those
+    /// SQS moved by itself, without a reason).
     #[arg(long, value_name = "REASON")]
     pub reason: Option<String>,
     /// Print what would be moved; move nothing.
