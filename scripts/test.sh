@@ -10,6 +10,11 @@ cargo clippy --locked --all-targets -- -D warnings
 # The integration tests start moto (a local AWS-protocol endpoint) from the project's own venv;
 # the DynamoDB store's unit tests use one shared moto started here.
 moto_server=$(scripts/moto.sh install)
+# Offline Kubernetes schema validation for config/kubernetes (tests/deploy.rs), in the same venv.
+venv_bin=$(dirname "$moto_server")
+[[ -x $venv_bin/kubernetes-validate ]] \
+  || "$venv_bin/python" -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0'
+
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp)
 MOTO_ACCOUNT_ID=123456789012 "$moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
