@@ -49,7 +49,10 @@ impl Daemon {
         let metrics = crate::metrics::install().map_err(AppError::Usage)?;
         let settings = Arc::new(settings);
         let parts = Parts::open(&settings).await?;
-        // PREFLIGHT-STARTUP (wired when preflight::startup lands)
+        // Refuse to start on a missing or unreachable queue, saying how to fix it.
+        crate::preflight::startup(&settings, &parts.aws)
+            .await
+            .map_err(|e| AppError::Usage(e.to_string()))?;
         let queue = resolve_queue(&settings, &parts.aws).await?;
         let roles = Arc::new(Roles::new(&parts.aws));
         let ttl = Duration::from_secs(settings.subscriptions.cache_ttl_seconds);

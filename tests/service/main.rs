@@ -8,6 +8,8 @@
 
 mod api;
 mod daemon;
+mod dlq;
+mod preflight;
 mod support;
 
 use std::time::{Duration, Instant};
