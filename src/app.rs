@@ -50,6 +50,10 @@ pub async fn run_command(settings: Settings, command: Command) -> Result<bool, A
             Ok(true)
         }
         Command::Subscriptions { command } => subscriptions(&settings, command, &mut out).await,
+        Command::Onboard(args) => crate::onboard::run(&settings, &args, &mut out)
+            .await
+            .map_err(|e| AppError::Usage(e.to_string()))
+            .map(|()| true),
         Command::Process(_) | Command::Config { .. } => Err(AppError::Usage(
             "process and config run without the async runtime".into(),
         )),

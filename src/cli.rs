@@ -42,6 +42,9 @@ pub enum Command {
         #[arg(long)]
         subscriptions: bool,
     },
+    /// Print what a customer must create to connect a bucket: the IAM role's trust and
+    /// permission policies, the bucket notification for our topic, and the subscribe request.
+    Onboard(OnboardArgs),
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -80,6 +83,29 @@ pub struct ProcessArgs {
     /// Bucket name to put in each change's metadata, as if the files came from it.
     #[arg(long, value_name = "NAME")]
     pub bucket: Option<String>,
+}
+
+/// Arguments of `onboard`.
+#[derive(Debug, Clone, Args)]
+pub struct OnboardArgs {
+    /// The customer's CloudTrail bucket.
+    #[arg(long)]
+    pub bucket: String,
+    /// The customer's 12-digit AWS account ID (the bucket's owner).
+    #[arg(long)]
+    pub account: String,
+    /// The trail's key prefix, if any (the part before `AWSLogs/`).
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// The external ID to require; a random one is generated when absent.
+    #[arg(long)]
+    pub external_id: Option<String>,
+    /// The bucket's region.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// `text` for people, `json` for tools.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,6 +21,7 @@
 //! - [`dlq`]: on-call's `dlq peek` and `dlq redrive`.
 //! - [`preflight`]: `check`, and the checks the daemon runs at start.
 //! - [`daemon`]: `run` assembled: worker, API, metrics and health listener, systemd notify.
+//! - [`onboard`]: what a customer creates to connect a bucket (policies, notification, request).
 //! - [`app`]: glue for `serve-api` and the `subscriptions` on-call commands.
 //! - [`cli`]: the command line (`process`, `serve-api`, `subscriptions`, `config check`).
 
@@ -36,6 +37,7 @@ pub mod filter;
 pub mod forward;
 pub mod metrics;
 pub mod normalize;
+pub mod onboard;
 pub mod pipeline;
 pub mod preflight;
 pub mod process;

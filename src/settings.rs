@@ -41,6 +41,7 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub api: ApiSettings,
     pub admin: AdminSettings,
+    pub notifications: NotificationSettings,
     pub subscriptions: SubscriptionSettings,
     pub sqs: SqsSettings,
     pub worker: WorkerSettings,
@@ -63,6 +64,14 @@ pub struct ApiSettings {
 pub struct AdminSettings {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     pub listen: SocketAddr,
+}
+
+/// The `[notifications]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    /// Our SNS topic that customers' buckets notify; empty when not set up.
+    pub topic_arn: String,
 }
 
 /// The `[subscriptions]` settings, validated.
@@ -163,6 +172,7 @@ struct Raw {
     aws: AwsSettings,
     api: ApiSettings,
     admin: AdminSettings,
+    notifications: NotificationSettings,
     subscriptions: RawSubscriptions,
     sqs: SqsSettings,
     worker: WorkerSettings,
@@ -275,6 +285,7 @@ fn validate(raw: Raw) -> Result<Settings, SettingsError> {
         aws: raw.aws,
         api: raw.api,
         admin: raw.admin,
+        notifications: raw.notifications,
         subscriptions,
         sqs: raw.sqs,
         worker: raw.worker,
