@@ -3,6 +3,7 @@
 //! Every answer that is not a success carries `{"error": "<what to do>"}`; a refused subscribe
 //! writes nothing. Keys are never echoed whole and never logged.
 
+pub mod diagnose;
 pub mod ops;
 
 use crate::credentials::{CredentialsError, Roles};
@@ -99,8 +100,12 @@ async fn subscribe(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match json_body(&headers, body) {
+    let mut body = match json_body(&headers, body) {
         Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let sample_key = match take_sample_key(&mut body) {
+        Ok(k) => k,
         Err(r) => return *r,
     };
     let request = match validate::subscribe_request(&body) {
@@ -119,12 +124,8 @@ async fn subscribe(
         Err(e) => return store_error(&e),
     }
     if let Some(roles) = &state.verifier {
-        let role = request.iam_role_arn.as_str();
-        if let Err(e) = roles
-            .verify(role, request.iam_role_external_id.as_str())
-            .await
-        {
-            return role_error(bucket, &e);
+        if let Err(r) = check_role(roles, &request, sample_key.as_deref()).await {
+            return *r;
         }
     }
     match state.subscriptions.subscribe(&request, unix_now()).await {
@@ -278,8 +279,85 @@ fn conflict(bucket: &str) -> Response {
     )
 }
 
-fn role_error(bucket: &str, e: &CredentialsError) -> Response {
+/// The optional `sample_key` field: an existing log file's key, read with the role's
+/// credentials to prove the whole set-up before saving. Removed from the body so the rest is
+/// validated as the reference request.
+fn take_sample_key(body: &mut Value) -> Result<Option<String>, Box<Response>> {
+    let Some(map) = body.as_object_mut() else {
+        return Ok(None);
+    };
+    match map.remove("sample_key") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(k)) if !k.is_empty() && k.len() <= 1024 => Ok(Some(k)),
+        Some(_) => {
+            let invalid = Invalid(vec![validate::FieldError {
+                field: "sample_key".into(),
+                message: "must be an object key of 1 to 1024 characters".into(),
+            }]);
+            Err(Box::new(bad_request(&invalid)))
+        }
+    }
+}
+
+/// Assumes the role (and reads the sample key, if given); the 422 says what to fix.
+async fn check_role(
+    roles: &Roles,
+    request: &validate::SubscribeRequest,
+    sample_key: Option<&str>,
+) -> Result<(), Box<Response>> {
+    let (bucket, role) = (request.bucket_name.as_str(), request.iam_role_arn.as_str());
+    let external_id = request.iam_role_external_id.as_str();
+    let our_account = roles.our_account().await;
+    let refusal =
+        |e: &CredentialsError| Box::new(role_error(bucket, external_id, our_account.as_deref(), e));
+    roles
+        .verify(role, external_id)
+        .await
+        .map_err(|e| refusal(&e))?;
+    let Some(key) = sample_key else {
+        return Ok(());
+    };
+    let region = request.bucket_region.as_str();
+    let read = roles
+        .read_sample(role, external_id, region, bucket, key)
+        .await
+        .map_err(|e| refusal(&e))?;
+    match diagnose::sample(&read, bucket, key, region) {
+        None => Ok(()),
+        Some(sentence) => {
+            tracing::info!(
+                bucket,
+                ?read,
+                "subscription refused: sample key not readable"
+            );
+            let body = json!({ "error": sentence, "cause": format!("{read:?}") });
+            Err(Box::new(
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response(),
+            ))
+        }
+    }
+}
+
+fn role_error(
+    bucket: &str,
+    external_id: &str,
+    our_account: Option<&str>,
+    e: &CredentialsError,
+) -> Response {
     match e {
+        // Our own credentials are broken: not the customer's to fix.
+        CredentialsError::Refused { code, .. }
+            if matches!(
+                code.as_str(),
+                "InvalidClientTokenId" | "ExpiredToken" | "SignatureDoesNotMatch"
+            ) =>
+        {
+            tracing::error!(bucket, code = %code, "role check failed: the daemon's own AWS credentials are invalid");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the integration's own AWS credentials are not valid; nothing is wrong on your side, try again later",
+            )
+        }
         CredentialsError::Refused {
             role,
             code,
@@ -289,7 +367,7 @@ fn role_error(bucket: &str, e: &CredentialsError) -> Response {
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({
-                    "error": format!("cannot assume {role} with the given external ID: {code}: {message}; check the role's trust policy and external ID"),
+                    "error": diagnose::refused(role, external_id, our_account, code),
                     "aws_error_code": code,
                     "aws_error_message": message,
                 })),

@@ -66,6 +66,7 @@ pub struct Roles {
     base: SdkConfig,
     path_style: bool,
     slots: Mutex<Slots>,
+    our_account: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl Roles {
@@ -78,6 +79,7 @@ impl Roles {
             base: base.clone(),
             path_style: base.endpoint_url().is_some(),
             slots: Mutex::new(HashMap::new()),
+            our_account: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -108,6 +110,55 @@ impl Roles {
             .force_path_style(self.path_style)
             .build();
         Ok(aws_sdk_s3::Client::from_conf(config))
+    }
+
+    /// Our own AWS account (STS GetCallerIdentity, asked once), for messages to customers.
+    pub async fn our_account(&self) -> Option<String> {
+        self.our_account
+            .get_or_init(|| async {
+                let identity = self.sts.get_caller_identity().send().await.ok()?;
+                identity.account().map(str::to_owned)
+            })
+            .await
+            .clone()
+    }
+
+    /// Reads the first byte of `bucket/key` with the role's credentials (the subscribe-time
+    /// check of a sample key).
+    ///
+    /// # Errors
+    /// [`CredentialsError`] when the role cannot be assumed.
+    pub async fn read_sample(
+        &self,
+        role: &str,
+        external_id: &str,
+        region: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<crate::admin::diagnose::SampleRead, CredentialsError> {
+        use crate::admin::diagnose::SampleRead;
+        let s3 = self.s3_client(role, external_id, region).await?;
+        let result = s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range("bytes=0-0")
+            .send()
+            .await;
+        let Err(e) = result else {
+            return Ok(SampleRead::Readable);
+        };
+        let code = e.as_service_error().and_then(ProvideErrorMetadata::code);
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        Ok(match (code, status) {
+            (Some("NoSuchKey"), _) | (None, Some(404)) => SampleRead::NoSuchKey,
+            (Some("NoSuchBucket"), _) => SampleRead::NoSuchBucket,
+            (Some("PermanentRedirect" | "AuthorizationHeaderMalformed"), _) | (_, Some(301)) => {
+                SampleRead::WrongRegion
+            }
+            (Some("AccessDenied"), _) | (_, Some(403)) => SampleRead::Denied,
+            _ => SampleRead::Other(DisplayErrorContext(&e).to_string()),
+        })
     }
 
     /// Forgets the cached credentials of `role` (S3 said AccessDenied: the customer may have

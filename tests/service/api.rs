@@ -934,17 +934,33 @@ async fn a_refusal_carries_the_code_and_message_aws_sent_and_an_sts_outage_is_a_
     proxy.inject(
         Match::action("AssumeRole"),
         1,
-        Fault::aws_error(403, "InvalidClientTokenId"),
+        Fault::aws_error(403, "AccessDenied"),
     );
     let answer = api.post(&sent).await;
     let message = answer.error(422);
     let body = answer.json();
-    assert_eq!(body["aws_error_code"], "InvalidClientTokenId", "{body}");
+    assert_eq!(body["aws_error_code"], "AccessDenied", "{body}");
     assert_eq!(
-        body["aws_error_message"], "injected by the test proxy (403 InvalidClientTokenId)",
+        body["aws_error_message"], "injected by the test proxy (403 AccessDenied)",
         "{body}"
     );
-    assert!(message.contains("InvalidClientTokenId"), "{message}");
+    assert!(message.contains("AccessDenied"), "{message}");
+    // The sentence names the three causes AWS does not tell apart, with the values to compare.
+    assert!(message.contains("sts:ExternalId"), "{message}");
+    assert!(message.contains("trust policy"), "{message}");
+
+    // Our own credentials being refused is not the customer's to fix: 503.
+    proxy.inject(
+        Match::action("AssumeRole"),
+        1,
+        Fault::aws_error(403, "InvalidClientTokenId"),
+    );
+    let answer = api.post(&sent).await;
+    let message = answer.error(503);
+    assert!(
+        message.contains("nothing is wrong on your side"),
+        "{message}"
+    );
 
     // STS failing on every retry is not the customer's fault: 503, try again.
     proxy.inject(

@@ -983,3 +983,32 @@ async fn metrics_health_and_readiness_describe_a_working_daemon() {
         "drained"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_key_proves_the_role_can_read_the_bucket_before_subscribing() {
+    let stack = Stack::new("sample", 5, None).await;
+    let daemon = stack.start(&[]).await;
+    let post = |sample_key: &str| {
+        let body = json!({
+            "apiKey": API_KEY, "appKey": APP_KEY, "bucket_name": stack.bucket,
+            "bucket_region": "us-east-1",
+            "iam_role_arn": format!("arn:aws:iam::{ACCOUNT}:role/BigPandaCloudTrailReader"),
+            "iam_role_external_id": "bp-external-id-1", "sample_key": sample_key,
+        });
+        reqwest::Client::new()
+            .post(format!("http://{}/v1/subscriptions", daemon.api))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let missing = post("AWSLogs/218007301253/CloudTrail/us-east-1/2023/07/10/nope.json.gz")
+        .await
+        .expect("POST");
+    assert_eq!(missing.status().as_u16(), 422);
+    let text = missing.text().await.unwrap_or_default();
+    assert!(text.contains("does not exist"), "{text}");
+    let (key, _) = stack.put_file(FILES[3].0).await;
+    let present = post(&key).await.expect("POST");
+    assert_eq!(present.status().as_u16(), 201, "{:?}", present.text().await);
+    daemon.stop().await;
+}
