@@ -5,7 +5,7 @@ use crate::admin::{self, ApiState, Server};
 use crate::cli::{Command, DlqCommand, SubscriptionsCommand};
 use crate::credentials::{self, Roles};
 use crate::settings::Settings;
-use crate::subscriptions::{dynamodb, StoreSpec, Subscriptions};
+use crate::subscriptions::{dynamodb, rfc3339, StoreSpec, Subscriptions};
 use std::io::Write;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -186,12 +186,14 @@ async fn store_only(settings: &Settings) -> Result<Subscriptions, AppError> {
     )?)
 }
 
-/// `subscriptions list`.
+/// `subscriptions list`: the subscriptions, then the recently removed buckets that still send
+/// notifications (their tombstones with late notifications), for on-call to tell the customer.
 ///
 /// # Errors
 /// When the store fails or `out` cannot be written.
 pub async fn list(settings: &Settings, out: &mut dyn Write) -> Result<(), AppError> {
-    let subs = store_only(settings).await?.list(None).await?;
+    let store = store_only(settings).await?;
+    let subs = store.list(None).await?;
     for s in &subs {
         let r = s.redacted();
         writeln!(
@@ -202,6 +204,29 @@ pub async fn list(settings: &Settings, out: &mut dyn Write) -> Result<(), AppErr
     }
     if subs.is_empty() {
         writeln!(out, "no subscriptions in {}", settings.subscriptions.store)?;
+    }
+    let still_sending: Vec<_> = store
+        .recently_removed()
+        .await?
+        .into_iter()
+        .filter(|(_, t)| t.late_notifications > 0)
+        .collect();
+    if !still_sending.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "recently removed buckets still sending notifications (acknowledged, not delivered; \
+             ask the customer to remove the bucket's event notification):"
+        )?;
+        for (bucket, t) in &still_sending {
+            writeln!(
+                out,
+                "{bucket}\tremoved={}\tlast_notification={}\tlate_notifications={}",
+                rfc3339(t.removed_at),
+                t.last_seen.map_or_else(|| "-".to_owned(), rfc3339),
+                t.late_notifications
+            )?;
+        }
     }
     Ok(())
 }

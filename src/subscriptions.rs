@@ -1,5 +1,7 @@
 //! Subscriptions: which BigPanda keys and which IAM role belong to a bucket. The API writes
 //! them, the workers read them (through [`cache::Lookup`]), on-call lists and removes them.
+//! A removed subscription leaves a [`Tombstone`] for a while, so late notifications of an
+//! offboarded bucket are acknowledged (and counted) rather than dead-lettered.
 //! Keys are [`SecretString`]s in memory and sealed at rest ([`seal`]); they never reach a log
 //! line or `Debug` output, and the API shows only their last four characters.
 //!
@@ -21,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
-pub use store::{Put, Row, Store, StoreError};
+pub use store::{Put, Row, Store, StoreError, Tombstone, TOMBSTONE_RETENTION_SECONDS};
 use validate::SubscribeRequest;
 
 /// Where subscriptions are kept (`subscriptions.store`).
@@ -135,7 +137,9 @@ pub fn redact(key: &SecretString) -> String {
     format!("****{tail}")
 }
 
-fn rfc3339(unix_seconds: i64) -> String {
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+#[must_use]
+pub fn rfc3339(unix_seconds: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -224,6 +228,48 @@ impl Store for AnyStore {
             Self::DynamoDb(s) => s.clear_checkpoint(object).await,
         }
     }
+    async fn tombstone(&self, bucket: &str, now: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.tombstone(bucket, now).await,
+            Self::DynamoDb(s) => s.tombstone(bucket, now).await,
+        }
+    }
+    async fn is_tombstoned(&self, bucket: &str) -> Result<Option<Tombstone>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.is_tombstoned(bucket).await,
+            Self::DynamoDb(s) => s.is_tombstoned(bucket).await,
+        }
+    }
+    async fn note_late_notification(&self, bucket: &str, now: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.note_late_notification(bucket, now).await,
+            Self::DynamoDb(s) => s.note_late_notification(bucket, now).await,
+        }
+    }
+    async fn clear_tombstone(&self, bucket: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.clear_tombstone(bucket).await,
+            Self::DynamoDb(s) => s.clear_tombstone(bucket).await,
+        }
+    }
+    async fn list_tombstones(&self) -> Result<Vec<(String, Tombstone)>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.list_tombstones().await,
+            Self::DynamoDb(s) => s.list_tombstones().await,
+        }
+    }
+    async fn clear_checkpoints(&self, bucket: &str) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.clear_checkpoints(bucket).await,
+            Self::DynamoDb(s) => s.clear_checkpoints(bucket).await,
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The subscriptions: a store plus the sealer for its keys.
@@ -286,6 +332,11 @@ impl Subscriptions {
             updated_at: now,
         };
         let put = self.store.put(&row).await?;
+        // Subscribed (again): no longer offboarded. Best effort: a stale tombstone is only read
+        // when the bucket has no subscription, and the next removal replaces it.
+        if let Err(e) = self.store.clear_tombstone(bucket).await {
+            tracing::warn!(bucket, error = %e, "cannot clear the tombstone of a subscribed bucket");
+        }
         // An update keeps the stored creation time: read it back for the reply, and only from
         // our own row (it may have changed hands since the put; never show another's).
         let saved = match put {
@@ -318,7 +369,8 @@ impl Subscriptions {
             .is_some_and(|row| row.owner != owner))
     }
 
-    /// Removes the subscription of `bucket` if `api_key` owns it; `false` otherwise.
+    /// Removes the subscription of `bucket` if `api_key` owns it; `false` otherwise. A removal
+    /// leaves a tombstone and clears the bucket's checkpoints (see [`Self::remove`]).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the store cannot be reached.
@@ -327,7 +379,58 @@ impl Subscriptions {
         api_key: &SecretString,
         bucket: &str,
     ) -> Result<bool, StoreError> {
-        self.store.delete_owned(bucket, &fingerprint(api_key)).await
+        let removed = self
+            .store
+            .delete_owned(bucket, &fingerprint(api_key))
+            .await?;
+        if removed {
+            self.offboard(bucket, unix_now()).await;
+        }
+        Ok(removed)
+    }
+
+    /// After a removal: the tombstone, then the checkpoints. Both best effort (logged): the
+    /// subscription is gone either way; without a tombstone late notifications go to the DLQ
+    /// as `unknown_bucket`, and leftover checkpoints expire on their own.
+    async fn offboard(&self, bucket: &str, now: i64) {
+        if let Err(e) = self.store.tombstone(bucket, now).await {
+            tracing::warn!(bucket, error = %e, "cannot record the removal; late notifications will be dead-lettered as unknown_bucket");
+        }
+        match self.store.clear_checkpoints(bucket).await {
+            Ok(0) => {}
+            Ok(cleared) => tracing::info!(
+                bucket,
+                cleared,
+                "checkpoints of the removed subscription cleared"
+            ),
+            Err(e) => {
+                tracing::warn!(bucket, error = %e, "cannot clear the checkpoints of a removed subscription; they expire on their own")
+            }
+        }
+    }
+
+    /// The tombstone of `bucket` if its subscription was removed recently.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be reached or the tombstone cannot be read.
+    pub async fn tombstone(&self, bucket: &str) -> Result<Option<Tombstone>, StoreError> {
+        self.store.is_tombstoned(bucket).await
+    }
+
+    /// Counts a notification received at `now` for the removed subscription of `bucket`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be reached.
+    pub async fn note_late_notification(&self, bucket: &str, now: i64) -> Result<(), StoreError> {
+        self.store.note_late_notification(bucket, now).await
+    }
+
+    /// Recently removed subscriptions, ordered by bucket name.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be reached or a tombstone cannot be read.
+    pub async fn recently_removed(&self) -> Result<Vec<(String, Tombstone)>, StoreError> {
+        self.store.list_tombstones().await
     }
 
     /// The subscription of `bucket`, if any.
@@ -354,12 +457,19 @@ impl Subscriptions {
         rows.into_iter().map(|row| self.open_row(row)).collect()
     }
 
-    /// Removes the subscription of `bucket` whoever owns it.
+    /// Removes the subscription of `bucket` whoever owns it. Like [`Self::unsubscribe`], a
+    /// removal is followed by a tombstone (so late notifications are acknowledged as
+    /// `unsubscribed`) and the removal of the bucket's checkpoints; a failure of either is
+    /// logged, not returned.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the store cannot be reached.
     pub async fn remove(&self, bucket: &str) -> Result<bool, StoreError> {
-        self.store.remove(bucket).await
+        let removed = self.store.remove(bucket).await?;
+        if removed {
+            self.offboard(bucket, unix_now()).await;
+        }
+        Ok(removed)
     }
 
     fn open_row(&self, row: Row) -> Result<Subscription, StoreError> {
@@ -434,5 +544,118 @@ mod tests {
         let text = format!("{s:?}");
         assert!(!text.contains("secret"), "{text}");
         assert_eq!(s.redacted().created_at, "1970-01-01T00:00:00Z");
+    }
+
+    fn sqlite_subscriptions(test: &str) -> (Subscriptions, PathBuf) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "ctc-subscriptions-{test}-{}-{nanos}",
+            std::process::id()
+        ));
+        let store = sqlite::SqliteStore::open(&dir.join("subs.db")).expect("open");
+        (
+            Subscriptions::new(AnyStore::Sqlite(store), Sealer::plain()),
+            dir,
+        )
+    }
+
+    fn request(bucket: &str, api_key: &str) -> SubscribeRequest {
+        validate::subscribe_request(&serde_json::json!({
+            "apiKey": api_key,
+            "appKey": "fedcba9876543210fedcba9876543210",
+            "bucket_name": bucket,
+            "bucket_region": "us-east-1",
+            "iam_role_arn": "arn:aws:iam::123456789012:role/Reader",
+            "iam_role_external_id": "ext-1",
+        }))
+        .expect("valid request")
+    }
+
+    #[tokio::test]
+    async fn removal_leaves_a_tombstone_and_clears_the_buckets_checkpoints() {
+        let (subs, dir) = sqlite_subscriptions("offboard");
+        let (key, other) = (
+            SecretString::from("0123456789abcdef0123456789abcdef"),
+            SecretString::from("another-api-key-0123456789abcdef"),
+        );
+        for bucket in ["gone-logs", "kept-logs"] {
+            subs.subscribe(&request(bucket, key.expose_secret()), 1)
+                .await
+                .expect("subscribe");
+            subs.store()
+                .save_checkpoint(&format!("{bucket}/AWSLogs/a.json.gz#e"), 3, 3600)
+                .await
+                .expect("checkpoint");
+        }
+
+        // A refused unsubscribe changes nothing.
+        assert!(!subs
+            .unsubscribe(&other, "gone-logs")
+            .await
+            .expect("refused"));
+        assert_eq!(subs.tombstone("gone-logs").await.expect("read"), None);
+
+        let before = unix_now();
+        assert!(subs
+            .unsubscribe(&key, "gone-logs")
+            .await
+            .expect("unsubscribe"));
+        let tombstone = subs
+            .tombstone("gone-logs")
+            .await
+            .expect("read")
+            .expect("kept");
+        assert!(tombstone.removed_at >= before, "{tombstone:?}");
+        assert_eq!(
+            (tombstone.last_seen, tombstone.late_notifications),
+            (None, 0)
+        );
+        let checkpoint = |bucket: &str| format!("{bucket}/AWSLogs/a.json.gz#e");
+        assert_eq!(
+            subs.store()
+                .checkpoint(&checkpoint("gone-logs"))
+                .await
+                .expect("read"),
+            None
+        );
+        assert_eq!(
+            subs.store()
+                .checkpoint(&checkpoint("kept-logs"))
+                .await
+                .expect("read"),
+            Some(3)
+        );
+        assert_eq!(subs.tombstone("kept-logs").await.expect("read"), None);
+
+        subs.note_late_notification("gone-logs", before + 7)
+            .await
+            .expect("note");
+        let removed = subs.recently_removed().await.expect("list");
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].0, "gone-logs");
+        assert_eq!(removed[0].1.late_notifications, 1);
+        assert_eq!(removed[0].1.last_seen, Some(before + 7));
+
+        // Subscribing again clears the tombstone; on-call's remove leaves one too.
+        subs.subscribe(&request("gone-logs", key.expose_secret()), 2)
+            .await
+            .expect("resubscribe");
+        assert_eq!(subs.tombstone("gone-logs").await.expect("read"), None);
+        assert!(subs.recently_removed().await.expect("list").is_empty());
+        assert!(subs.remove("kept-logs").await.expect("remove"));
+        assert!(subs.tombstone("kept-logs").await.expect("read").is_some());
+        assert_eq!(
+            subs.store()
+                .checkpoint(&checkpoint("kept-logs"))
+                .await
+                .expect("read"),
+            None
+        );
+        assert!(!subs.remove("never-logs").await.expect("remove"));
+        assert_eq!(subs.tombstone("never-logs").await.expect("read"), None);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -15,7 +15,7 @@ use crate::forward::Forwarder;
 use crate::metrics as m;
 use crate::queue::{Failure as DlqFailure, Queue, Received};
 use crate::settings::Settings;
-use crate::subscriptions::cache::Lookup;
+use crate::subscriptions::cache::{Answer, Lookup};
 use crate::subscriptions::{checkpoint_id, fingerprint, Store, Subscriptions};
 use fate::{Failure, Fate, Processed, RetryPolicy};
 pub use settings::{SqsSettings, WorkerSettings};
@@ -310,15 +310,23 @@ async fn process(shared: &Shared, message: &Received, abort: &CancellationToken)
     });
     report.first = decoded.objects.first().cloned();
     report.objects = decoded.objects.len();
+    // Buckets of this message whose subscription was removed: counted once per message.
+    let mut unsubscribed: Vec<&str> = Vec::new();
     for object in &decoded.objects {
         let span = tracing::info_span!("object", bucket = %object.bucket, key = %object.key);
         match deliver_one(shared, object, message.receive_count, abort)
             .instrument(span)
             .await
         {
-            Ok(n) => {
+            Ok(Delivery::Changes(n)) => {
                 report.changes += n;
                 report.checkpoints.push(checkpoint_id(object));
+            }
+            Ok(Delivery::Unsubscribed) => {
+                if !unsubscribed.contains(&object.bucket.as_str()) {
+                    unsubscribed.push(&object.bucket);
+                    note_late_notification(shared, &object.bucket).await;
+                }
             }
             Err(failure) => {
                 report.processed = Processed::Failed(failure);
@@ -330,8 +338,39 @@ async fn process(shared: &Shared, message: &Received, abort: &CancellationToken)
         report.processed = Processed::Delivered {
             changes: report.changes,
         };
+    } else if !unsubscribed.is_empty() {
+        report.processed = Processed::Skipped {
+            reason: "unsubscribed",
+        };
     }
     report
+}
+
+/// What became of one object that did not fail.
+enum Delivery {
+    /// Delivered: this many changes.
+    Changes(u64),
+    /// Its bucket's subscription was removed recently: nothing to deliver, nothing to retry.
+    Unsubscribed,
+}
+
+/// Counts a late notification on the bucket's tombstone, so `subscriptions list` can show
+/// on-call which customers still send them. Best effort: the message is acknowledged anyway.
+async fn note_late_notification(shared: &Shared, bucket: &str) {
+    tracing::info!(
+        bucket,
+        "notification for a removed subscription; acknowledged (the customer should remove the bucket's event notification)"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if let Err(e) = shared
+        .subscriptions
+        .note_late_notification(bucket, now)
+        .await
+    {
+        tracing::debug!(bucket, error = %e, "cannot count the late notification");
+    }
 }
 
 /// One object: its subscription, a fairness slot, then delivery.
@@ -340,10 +379,11 @@ async fn deliver_one(
     object: &ObjectRef,
     receive_count: u32,
     abort: &CancellationToken,
-) -> Result<u64, Failure> {
+) -> Result<Delivery, Failure> {
     let subscription = match shared.lookup.get(&object.bucket, Instant::now()).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
+        Ok(Answer::Subscribed(s)) => s,
+        Ok(Answer::Unsubscribed) => return Ok(Delivery::Unsubscribed),
+        Ok(Answer::Unknown) => {
             return Err(Failure::Poison {
                 reason: "unknown_bucket",
                 detail: format!(
@@ -385,7 +425,7 @@ async fn deliver_one(
             metrics::counter!(m::OBJECT_FAILURES, "kind" => failure.kind()).increment(1);
         }
     }
-    result.map(|d| d.tally.changes)
+    result.map(|d| Delivery::Changes(d.tally.changes))
 }
 
 /// Takes a slot for `owner`, or `None` when it has its share in flight. Near the queue's

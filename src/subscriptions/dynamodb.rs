@@ -1,10 +1,11 @@
 //! DynamoDB subscription store: one table shared by a fleet of API nodes and workers. Every write
 //! that depends on the stored row is a conditional write, so two nodes racing on one bucket cannot
-//! both win. Checkpoints live in the same table under `checkpoint:<object>` keys (a bucket name
-//! never contains ':') and expire through DynamoDB TTL.
+//! both win. Checkpoints live in the same table under `checkpoint:<object>` keys, tombstones of
+//! removed subscriptions under `tombstone:<bucket>` keys (a bucket name never contains ':'); both
+//! expire through DynamoDB TTL.
 //!
 //! It must never put a row's values (above all `api_key` / `app_key`) in an error or a log line,
-//! and never let a subscription call read, list or delete a checkpoint item.
+//! and never let a subscription call read, list or delete a checkpoint or tombstone item.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,14 +18,16 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::store::{Put, Row, Store, StoreError};
+use super::store::{Put, Row, Store, StoreError, Tombstone, TOMBSTONE_RETENTION_SECONDS};
 
 const BACKEND: &str = "dynamodb";
 /// The global secondary index `list(Some(owner))` queries.
 pub const OWNER_INDEX: &str = "owner-index";
 /// Prefix of checkpoint items' `bucket_name`.
 const CHECKPOINT_PREFIX: &str = "checkpoint:";
-/// The TTL attribute of checkpoint items.
+/// Prefix of tombstone items' `bucket_name`.
+const TOMBSTONE_PREFIX: &str = "tombstone:";
+/// The TTL attribute of checkpoint and tombstone items.
 const TTL_ATTRIBUTE: &str = "expires_at";
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -291,20 +294,48 @@ impl DynamoStore {
         Ok(items)
     }
 
-    /// Every subscription item, page by page, checkpoints filtered out by the service.
+    /// Every subscription item, page by page, checkpoints and tombstones filtered out by the
+    /// service.
     async fn scan_all(&self) -> Result<Vec<Item>, StoreError> {
         let mut pages = self
             .client
             .scan()
             .table_name(&self.table)
-            .filter_expression("NOT begins_with(bucket_name, :prefix)")
-            .expression_attribute_values(":prefix", s(CHECKPOINT_PREFIX))
+            .filter_expression(
+                "NOT begins_with(bucket_name, :checkpoint) AND NOT begins_with(bucket_name, :tombstone)",
+            )
+            .expression_attribute_values(":checkpoint", s(CHECKPOINT_PREFIX))
+            .expression_attribute_values(":tombstone", s(TOMBSTONE_PREFIX))
             .consistent_read(true)
             .into_paginator()
             .send();
         let mut items = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.unavailable("list", &e))?;
+            items.extend(page.items.unwrap_or_default());
+        }
+        Ok(items)
+    }
+
+    /// Every item whose key starts with `prefix`, page by page (a Scan: for the rare on-call
+    /// and offboarding calls, never on a message's path).
+    async fn scan_prefix(
+        &self,
+        prefix: &str,
+        operation: &'static str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(bucket_name, :prefix)")
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut items = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.unavailable(operation, &e))?;
             items.extend(page.items.unwrap_or_default());
         }
         Ok(items)
@@ -319,8 +350,13 @@ fn n(value: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// A checkpoint or tombstone key: never a subscription.
 fn is_checkpoint_key(bucket: &str) -> bool {
-    bucket.starts_with(CHECKPOINT_PREFIX)
+    bucket.starts_with(CHECKPOINT_PREFIX) || bucket.starts_with(TOMBSTONE_PREFIX)
+}
+
+fn tombstone_key(bucket: &str) -> String {
+    format!("{TOMBSTONE_PREFIX}{bucket}")
 }
 
 fn checkpoint_key(object: &str) -> String {
@@ -391,7 +427,7 @@ fn item_row(item: &Item) -> Result<Row, StoreError> {
     })
 }
 
-/// Items as rows, sorted by bucket name; checkpoint items never become rows.
+/// Items as rows, sorted by bucket name; checkpoint and tombstone items never become rows.
 fn sorted_rows(items: &[Item]) -> Result<Vec<Row>, StoreError> {
     let mut rows = items
         .iter()
@@ -411,6 +447,40 @@ fn checkpoint_value(item: &Item) -> Result<Option<u64>, String> {
     u64::try_from(accepted)
         .map(Some)
         .map_err(|_| "attribute accepted is negative".to_owned())
+}
+
+/// A tombstone item as `(bucket, tombstone)`, or `None` when it has expired.
+fn tombstone_value(item: &Item) -> Result<Option<(String, Tombstone)>, StoreError> {
+    let key = string(item, "bucket_name").unwrap_or_else(|_| "<unreadable>".to_owned());
+    let fields = || -> Result<Option<(String, Tombstone)>, String> {
+        if number(item, TTL_ATTRIBUTE)? <= now() {
+            return Ok(None);
+        }
+        let bucket = key
+            .strip_prefix(TOMBSTONE_PREFIX)
+            .ok_or_else(|| "key is not a tombstone's".to_owned())?;
+        let last_seen = match item.get("last_seen") {
+            None => None,
+            Some(_) => Some(number(item, "last_seen")?),
+        };
+        let late = match item.get("late_notifications") {
+            None => 0,
+            Some(_) => u64::try_from(number(item, "late_notifications")?)
+                .map_err(|_| "attribute late_notifications is negative".to_owned())?,
+        };
+        Ok(Some((
+            bucket.to_owned(),
+            Tombstone {
+                removed_at: number(item, "removed_at")?,
+                last_seen,
+                late_notifications: late,
+            },
+        )))
+    };
+    fields().map_err(|detail| StoreError::Corrupt {
+        bucket: key.clone(),
+        detail,
+    })
 }
 
 impl Store for DynamoStore {
@@ -555,6 +625,103 @@ impl Store for DynamoStore {
             .await
             .map_err(|e| self.unavailable("clear_checkpoint", &e))?;
         Ok(())
+    }
+
+    async fn tombstone(&self, bucket: &str, now: i64) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("bucket_name", s(&tombstone_key(bucket)))
+            .item("removed_at", n(now))
+            .item("late_notifications", n(0))
+            .item(
+                TTL_ATTRIBUTE,
+                n(now.saturating_add(TOMBSTONE_RETENTION_SECONDS)),
+            )
+            .send()
+            .await
+            .map_err(|e| self.unavailable("tombstone", &e))?;
+        Ok(())
+    }
+
+    async fn is_tombstoned(&self, bucket: &str) -> Result<Option<Tombstone>, StoreError> {
+        match self
+            .get_item(&tombstone_key(bucket), "is_tombstoned")
+            .await?
+        {
+            Some(item) => Ok(tombstone_value(&item)?.map(|(_, t)| t)),
+            None => Ok(None),
+        }
+    }
+
+    async fn note_late_notification(&self, bucket: &str, now: i64) -> Result<(), StoreError> {
+        // Conditional, so a late notification never creates a tombstone, nor counts on an
+        // expired one TTL has not deleted yet.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("bucket_name", s(&tombstone_key(bucket)))
+            .update_expression("ADD late_notifications :one SET last_seen = :now")
+            .condition_expression("attribute_exists(bucket_name) AND #expires > :now")
+            .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.unavailable("note_late_notification", &e)),
+        }
+    }
+
+    async fn clear_tombstone(&self, bucket: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("bucket_name", s(&tombstone_key(bucket)))
+            .send()
+            .await
+            .map_err(|e| self.unavailable("clear_tombstone", &e))?;
+        Ok(())
+    }
+
+    async fn list_tombstones(&self) -> Result<Vec<(String, Tombstone)>, StoreError> {
+        let items = self
+            .scan_prefix(TOMBSTONE_PREFIX, "list_tombstones")
+            .await?;
+        let mut tombstones = Vec::new();
+        for item in &items {
+            tombstones.extend(tombstone_value(item)?);
+        }
+        tombstones.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(tombstones)
+    }
+
+    async fn clear_checkpoints(&self, bucket: &str) -> Result<u64, StoreError> {
+        let prefix = checkpoint_key(&format!("{bucket}/"));
+        let items = self.scan_prefix(&prefix, "clear_checkpoints").await?;
+        let mut cleared = 0;
+        for item in &items {
+            let Ok(key) = string(item, "bucket_name") else {
+                continue;
+            };
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("bucket_name", s(&key))
+                .send()
+                .await
+                .map_err(|e| self.unavailable("clear_checkpoints", &e))?;
+            cleared += 1;
+        }
+        Ok(cleared)
     }
 }
 
@@ -840,6 +1007,116 @@ mod tests {
 
         store.save_checkpoint("old", 2, 0).await.expect("save");
         assert_eq!(store.checkpoint("old").await.expect("read"), None);
+    }
+
+    #[tokio::test]
+    async fn tombstones_are_kept_counted_listed_and_cleared() {
+        let Some(store) = store("tombstones").await else {
+            return;
+        };
+        store.put(&row("live", "o1", 1)).await.expect("put");
+        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
+        // Nothing to count without a tombstone, and counting does not create one.
+        store.note_late_notification("b1", 150).await.expect("note");
+        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
+
+        let now = now();
+        store.tombstone("b1", now).await.expect("tombstone");
+        store.tombstone("a0", now - 10).await.expect("tombstone");
+        let fresh = Tombstone {
+            removed_at: now,
+            last_seen: None,
+            late_notifications: 0,
+        };
+        assert_eq!(store.is_tombstoned("b1").await.expect("read"), Some(fresh));
+
+        store
+            .note_late_notification("b1", now + 5)
+            .await
+            .expect("note");
+        store
+            .note_late_notification("b1", now + 9)
+            .await
+            .expect("note");
+        let counted = Tombstone {
+            last_seen: Some(now + 9),
+            late_notifications: 2,
+            ..fresh
+        };
+        assert_eq!(
+            store.is_tombstoned("b1").await.expect("read"),
+            Some(counted)
+        );
+        let listed = store.list_tombstones().await.expect("list");
+        let names: Vec<&str> = listed.iter().map(|(b, _)| b.as_str()).collect();
+        assert_eq!(names, ["a0", "b1"]);
+        assert_eq!(listed[1].1, counted);
+
+        // Tombstones are not subscriptions, and their keys cannot be subscribed.
+        let key = tombstone_key("b1");
+        assert_eq!(store.get("b1").await.expect("get"), None);
+        assert_eq!(store.get(&key).await.expect("get"), None);
+        assert!(!store.remove(&key).await.expect("remove"));
+        let err = store.put(&row(&key, "o1", 1)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+        let names = |rows: Vec<Row>| rows.into_iter().map(|r| r.bucket_name).collect::<Vec<_>>();
+        assert_eq!(names(store.list(None).await.expect("list")), ["live"]);
+
+        // A second removal starts over.
+        store.tombstone("b1", now + 20).await.expect("tombstone");
+        let again = store
+            .is_tombstoned("b1")
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!((again.removed_at, again.late_notifications), (now + 20, 0));
+
+        store.clear_tombstone("b1").await.expect("clear");
+        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
+        assert_eq!(store.list_tombstones().await.expect("list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn tombstones_expire_after_the_retention() {
+        let Some(store) = store("tombstones-expire").await else {
+            return;
+        };
+        let long_ago = now() - TOMBSTONE_RETENTION_SECONDS - 1;
+        store.tombstone("old", long_ago).await.expect("tombstone");
+        assert_eq!(store.is_tombstoned("old").await.expect("read"), None);
+        store
+            .note_late_notification("old", now())
+            .await
+            .expect("note");
+        assert!(store.list_tombstones().await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn clearing_a_buckets_checkpoints_keeps_the_others() {
+        let Some(store) = store("clear-bucket").await else {
+            return;
+        };
+        store.put(&row("b1", "o1", 1)).await.expect("put");
+        let ids = [
+            "b1/AWSLogs/a.json.gz#e1",
+            "b1/AWSLogs/b.json.gz#",
+            "b10/AWSLogs/a.json.gz#e1",
+            "b1-x/AWSLogs/a.json.gz#e1",
+            "b0/k#e",
+        ];
+        for id in ids {
+            store.save_checkpoint(id, 1, 3600).await.expect("save");
+        }
+        assert_eq!(store.clear_checkpoints("b1").await.expect("clear"), 2);
+        for id in ids {
+            let expected = if id.starts_with("b1/") { None } else { Some(1) };
+            assert_eq!(store.checkpoint(id).await.expect("read"), expected, "{id}");
+        }
+        assert!(
+            store.get("b1").await.expect("get").is_some(),
+            "not a checkpoint"
+        );
+        assert_eq!(store.clear_checkpoints("b1").await.expect("clear"), 0);
     }
 
     #[tokio::test]

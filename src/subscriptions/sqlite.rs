@@ -13,11 +13,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::store::{Put, Row, Store, StoreError};
+use super::store::{Put, Row, Store, StoreError, Tombstone, TOMBSTONE_RETENTION_SECONDS};
 
 const BACKEND: &str = "sqlite";
-/// The `PRAGMA user_version` this build writes and understands.
-const SCHEMA_VERSION: i64 = 1;
+/// The `PRAGMA user_version` this build writes and understands. Version 1 (no tombstones) is
+/// upgraded on open.
+const SCHEMA_VERSION: i64 = 2;
 /// How long a writer waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Expired checkpoints are purged on one `save_checkpoint` in this many.
@@ -39,6 +40,16 @@ CREATE INDEX IF NOT EXISTS subscriptions_owner ON subscriptions (owner);
 CREATE TABLE IF NOT EXISTS checkpoints (
     object TEXT PRIMARY KEY NOT NULL,
     accepted INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);";
+
+/// Version 2: tombstones of removed subscriptions.
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS tombstones (
+    bucket_name TEXT PRIMARY KEY NOT NULL,
+    removed_at INTEGER NOT NULL,
+    last_seen INTEGER,
+    late_notifications INTEGER NOT NULL DEFAULT 0,
     expires_at INTEGER NOT NULL
 );";
 
@@ -168,6 +179,11 @@ fn migrate(conn: &mut Connection) -> Result<(), Fail> {
     match version {
         0 => {
             tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(SCHEMA_V2)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        1 => {
+            tx.execute_batch(SCHEMA_V2)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         SCHEMA_VERSION => {}
@@ -387,6 +403,83 @@ fn write_checkpoint(
     Ok(())
 }
 
+fn write_tombstone(conn: &Connection, bucket: &str, now: i64) -> Result<(), Fail> {
+    conn.execute(
+        "INSERT INTO tombstones (bucket_name, removed_at, last_seen, late_notifications, \
+         expires_at) VALUES (?1, ?2, NULL, 0, ?3) \
+         ON CONFLICT (bucket_name) DO UPDATE SET removed_at = excluded.removed_at, \
+         last_seen = NULL, late_notifications = 0, expires_at = excluded.expires_at",
+        params![bucket, now, now.saturating_add(TOMBSTONE_RETENTION_SECONDS)],
+    )?;
+    // Tombstones are written once per removal: purge the expired ones then, best effort.
+    if let Err(err) = conn.execute("DELETE FROM tombstones WHERE expires_at <= ?1", [now]) {
+        tracing::warn!(error = %err, "purging expired tombstones failed");
+    }
+    Ok(())
+}
+
+/// Reads `bucket_name, removed_at, last_seen, late_notifications`.
+fn read_tombstone(row: &rusqlite::Row<'_>) -> Result<(String, Tombstone), Fail> {
+    let fields = || -> Result<(String, Tombstone), String> {
+        let last_seen = match row.get_ref(2) {
+            Ok(ValueRef::Null) => None,
+            _ => Some(integer(row, 2, "last_seen")?),
+        };
+        let late = integer(row, 3, "late_notifications")?;
+        Ok((
+            text(row, 0, "bucket_name")?,
+            Tombstone {
+                removed_at: integer(row, 1, "removed_at")?,
+                last_seen,
+                late_notifications: u64::try_from(late)
+                    .map_err(|_| "column late_notifications is negative".to_owned())?,
+            },
+        ))
+    };
+    fields().map_err(|detail| {
+        let bucket = text(row, 0, "bucket_name").unwrap_or_else(|_| "<unreadable>".to_owned());
+        Fail::Store(StoreError::Corrupt {
+            bucket: format!("tombstone:{bucket}"),
+            detail,
+        })
+    })
+}
+
+fn select_tombstones(
+    conn: &Connection,
+    bucket: Option<&str>,
+) -> Result<Vec<(String, Tombstone)>, Fail> {
+    let select = "SELECT bucket_name, removed_at, last_seen, late_notifications FROM tombstones \
+                  WHERE expires_at > ?1";
+    let mut stmt;
+    let mut rows = match bucket {
+        Some(bucket) => {
+            stmt = conn.prepare(&format!("{select} AND bucket_name = ?2"))?;
+            stmt.query(params![now(), bucket])?
+        }
+        None => {
+            stmt = conn.prepare(&format!("{select} ORDER BY bucket_name"))?;
+            stmt.query([now()])?
+        }
+    };
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(read_tombstone(row)?);
+    }
+    Ok(out)
+}
+
+/// Deletes the checkpoints whose id starts with `bucket/`. A range on the primary key rather
+/// than `LIKE` (case-insensitive for ASCII, and `%`/`_` would need escaping): every id with
+/// that prefix sorts in [`bucket/`, `bucket0`), '0' being the byte after '/'.
+fn delete_checkpoints(conn: &Connection, bucket: &str) -> Result<u64, Fail> {
+    let deleted = conn.execute(
+        "DELETE FROM checkpoints WHERE object >= ?1 AND object < ?2",
+        params![format!("{bucket}/"), format!("{bucket}0")],
+    )?;
+    Ok(deleted as u64)
+}
+
 impl Store for SqliteStore {
     async fn put(&self, row: &Row) -> Result<Put, StoreError> {
         let row = row.clone();
@@ -458,6 +551,60 @@ impl Store for SqliteStore {
         self.run("clear_checkpoint", move |conn, _| {
             conn.execute("DELETE FROM checkpoints WHERE object = ?1", [object])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn tombstone(&self, bucket: &str, now: i64) -> Result<(), StoreError> {
+        let bucket = bucket.to_owned();
+        self.run("tombstone", move |conn, _| {
+            write_tombstone(conn, &bucket, now)
+        })
+        .await
+    }
+
+    async fn is_tombstoned(&self, bucket: &str) -> Result<Option<Tombstone>, StoreError> {
+        let bucket = bucket.to_owned();
+        self.run("is_tombstoned", move |conn, _| {
+            Ok(select_tombstones(conn, Some(&bucket))?
+                .pop()
+                .map(|(_, t)| t))
+        })
+        .await
+    }
+
+    async fn note_late_notification(&self, bucket: &str, now: i64) -> Result<(), StoreError> {
+        let bucket = bucket.to_owned();
+        self.run("note_late_notification", move |conn, _| {
+            conn.execute(
+                "UPDATE tombstones SET late_notifications = late_notifications + 1, \
+                 last_seen = max(coalesce(last_seen, ?2), ?2) \
+                 WHERE bucket_name = ?1 AND expires_at > ?2",
+                params![bucket, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_tombstone(&self, bucket: &str) -> Result<(), StoreError> {
+        let bucket = bucket.to_owned();
+        self.run("clear_tombstone", move |conn, _| {
+            conn.execute("DELETE FROM tombstones WHERE bucket_name = ?1", [bucket])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_tombstones(&self) -> Result<Vec<(String, Tombstone)>, StoreError> {
+        self.run("list_tombstones", |conn, _| select_tombstones(conn, None))
+            .await
+    }
+
+    async fn clear_checkpoints(&self, bucket: &str) -> Result<u64, StoreError> {
+        let bucket = bucket.to_owned();
+        self.run("clear_checkpoints", move |conn, _| {
+            delete_checkpoints(conn, &bucket)
         })
         .await
     }
@@ -732,12 +879,155 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn tombstones_are_kept_counted_listed_and_cleared() {
+        let dir = TempDir::new("tombstones");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
+        // Nothing to count without a tombstone.
+        store.note_late_notification("b1", 150).await.expect("note");
+        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
+
+        let now = now();
+        store.tombstone("b1", now).await.expect("tombstone");
+        store.tombstone("a0", now - 10).await.expect("tombstone");
+        let fresh = Tombstone {
+            removed_at: now,
+            last_seen: None,
+            late_notifications: 0,
+        };
+        assert_eq!(store.is_tombstoned("b1").await.expect("read"), Some(fresh));
+
+        store
+            .note_late_notification("b1", now + 5)
+            .await
+            .expect("note");
+        store
+            .note_late_notification("b1", now + 9)
+            .await
+            .expect("note");
+        let counted = Tombstone {
+            last_seen: Some(now + 9),
+            late_notifications: 2,
+            ..fresh
+        };
+        assert_eq!(
+            store.is_tombstoned("b1").await.expect("read"),
+            Some(counted)
+        );
+        let listed = store.list_tombstones().await.expect("list");
+        let names: Vec<&str> = listed.iter().map(|(b, _)| b.as_str()).collect();
+        assert_eq!(names, ["a0", "b1"]);
+        assert_eq!(listed[1].1, counted);
+        // Tombstones are not subscriptions.
+        assert_eq!(store.get("b1").await.expect("get"), None);
+        assert!(store.list(None).await.expect("list").is_empty());
+
+        // A second removal starts over.
+        store.tombstone("b1", now + 20).await.expect("tombstone");
+        let again = store
+            .is_tombstoned("b1")
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!((again.removed_at, again.late_notifications), (now + 20, 0));
+
+        store.clear_tombstone("b1").await.expect("clear");
+        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
+        assert_eq!(store.list_tombstones().await.expect("list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn tombstones_expire_after_the_retention() {
+        let dir = TempDir::new("tombstones-expire");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        let long_ago = now() - TOMBSTONE_RETENTION_SECONDS - 1;
+        store.tombstone("old", long_ago).await.expect("tombstone");
+        assert_eq!(store.is_tombstoned("old").await.expect("read"), None);
+        store
+            .note_late_notification("old", now())
+            .await
+            .expect("note");
+        assert!(store.list_tombstones().await.expect("list").is_empty());
+
+        // The next tombstone purges it from the file.
+        store.tombstone("new", now()).await.expect("tombstone");
+        let raw = Connection::open(dir.db()).expect("raw open");
+        let count: i64 = raw
+            .query_row("SELECT count(*) FROM tombstones", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(count, 1);
+    }
+
+    #[tokio::test]
+    async fn clearing_a_buckets_checkpoints_keeps_the_others() {
+        let dir = TempDir::new("clear-bucket");
+        let store = SqliteStore::open(&dir.db()).expect("open");
+        let ids = [
+            "b1/AWSLogs/a.json.gz#e1",
+            "b1/AWSLogs/b.json.gz#",
+            "b10/AWSLogs/a.json.gz#e1",
+            "b1-x/AWSLogs/a.json.gz#e1",
+            "B1/upper#e",
+            "b0/k#e",
+            "b1",
+        ];
+        for id in ids {
+            store.save_checkpoint(id, 1, 3600).await.expect("save");
+        }
+        assert_eq!(store.clear_checkpoints("b1").await.expect("clear"), 2);
+        for id in ids {
+            let expected = if id.starts_with("b1/") { None } else { Some(1) };
+            assert_eq!(store.checkpoint(id).await.expect("read"), expected, "{id}");
+        }
+        assert_eq!(store.clear_checkpoints("b1").await.expect("clear"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_is_upgraded_keeping_its_rows() {
+        let dir = TempDir::new("migrate");
+        std::fs::create_dir_all(dir.db().parent().expect("parent")).expect("dir");
+        {
+            let raw = Connection::open(dir.db()).expect("raw open");
+            raw.execute_batch(SCHEMA).expect("v1 schema");
+            raw.pragma_update(None, "user_version", 1).expect("v1");
+            raw.execute(
+                "INSERT INTO subscriptions VALUES ('b1', 'us-east-1', 'arn', 'ext', 'sealed-api', \
+                 'sealed-app', 'o1', 100, 100)",
+                [],
+            )
+            .expect("v1 row");
+            raw.execute(
+                "INSERT INTO checkpoints VALUES ('b1/k#e', 3, ?1)",
+                [now() + 3600],
+            )
+            .expect("v1 checkpoint");
+        }
+
+        let store = SqliteStore::open(&dir.db()).expect("open upgrades");
+        let raw = Connection::open(dir.db()).expect("raw open");
+        let version: i64 = raw
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(
+            store.get("b1").await.expect("get").map(|r| r.owner),
+            Some("o1".to_owned())
+        );
+        assert_eq!(store.checkpoint("b1/k#e").await.expect("read"), Some(3));
+        store.tombstone("b1", now()).await.expect("tombstone");
+        assert!(store.is_tombstoned("b1").await.expect("read").is_some());
+        // Opening again is a no-op.
+        drop(SqliteStore::open(&dir.db()).expect("reopen"));
+    }
+
     #[test]
     fn newer_schema_is_refused() {
         let dir = TempDir::new("schema");
         drop(SqliteStore::open(&dir.db()).expect("open"));
         let raw = Connection::open(dir.db()).expect("raw open");
-        raw.pragma_update(None, "user_version", 2).expect("bump");
+        raw.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("bump");
 
         let err = SqliteStore::open(&dir.db()).unwrap_err();
         let StoreError::Unavailable {

@@ -1,6 +1,10 @@
 //! The storage contract both backends ([`super::sqlite`], [`super::dynamodb`]) fulfil: rows of
 //! plain strings (secrets already sealed by the caller) plus the worker's delivery checkpoints.
 //! A store never sees a key in clear when encryption is on, and never logs a row.
+//!
+//! It also keeps a tombstone per removed subscription for [`TOMBSTONE_RETENTION_SECONDS`], so
+//! the workers can tell a late notification of an offboarded bucket (acknowledged) from one of
+//! a bucket that was never subscribed (dead-lettered).
 
 use std::future::Future;
 
@@ -30,6 +34,23 @@ impl std::fmt::Debug for Row {
             .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
+}
+
+/// How long a removed subscription's tombstone is kept: 30 days from the removal. A fixed
+/// retention rather than `subscriptions.checkpoint_ttl_seconds` (hours, and about another
+/// thing): a customer who forgot the bucket's event notification is acknowledged for a month,
+/// then its notifications go to the DLQ as `unknown_bucket` like any stranger's.
+pub const TOMBSTONE_RETENTION_SECONDS: i64 = 30 * 24 * 3600;
+
+/// What is left of a removed subscription while its tombstone is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tombstone {
+    /// Unix seconds of the removal.
+    pub removed_at: i64,
+    /// Unix seconds of the last notification received after the removal, if any.
+    pub last_seen: Option<i64>,
+    /// How many notifications arrived after the removal.
+    pub late_notifications: u64,
 }
 
 /// What a successful [`Store::put`] did.
@@ -108,4 +129,41 @@ pub trait Store: Send + Sync {
     /// Forgets the checkpoint of `object` (its message was deleted).
     fn clear_checkpoint(&self, object: &str)
         -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records that the subscription of `bucket` was removed at `now` (unix seconds): a new
+    /// tombstone, replacing any older one, kept for [`TOMBSTONE_RETENTION_SECONDS`].
+    fn tombstone(
+        &self,
+        bucket: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The unexpired tombstone of `bucket`, if any.
+    fn is_tombstoned(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Option<Tombstone>, StoreError>> + Send;
+
+    /// Counts a notification for `bucket` received at `now` after its removal. Does nothing
+    /// when `bucket` has no tombstone.
+    fn note_late_notification(
+        &self,
+        bucket: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the tombstone of `bucket` (it was subscribed again).
+    fn clear_tombstone(&self, bucket: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every unexpired tombstone, ordered by bucket name.
+    fn list_tombstones(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, Tombstone)>, StoreError>> + Send;
+
+    /// Forgets every checkpoint of `bucket` (every id starting with `bucket/`); returns how
+    /// many were removed.
+    fn clear_checkpoints(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

@@ -99,7 +99,8 @@ pub struct RetryPolicy {
 ///
 /// The policy:
 /// - **delivered** (every change accepted, or rejected for good by the Changes API): delete;
-/// - **skipped** (test event, digest or Insights file, folder marker, zero changes): delete;
+/// - **skipped** (test event, digest or Insights file, folder marker, zero changes, a bucket
+///   unsubscribed within the last 30 days): delete;
 /// - **poison** (malformed body, unknown bucket, corrupt or missing object): to the DLQ now,
 ///   with the reason, then delete;
 /// - **transient** (AWS, the store or BigPanda failing; keys refused; access denied): make it
