@@ -9,6 +9,7 @@
 mod api;
 mod daemon;
 mod dlq;
+mod offboard;
 mod preflight;
 mod support;
 
