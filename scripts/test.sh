@@ -14,6 +14,9 @@ moto_server=$(scripts/moto.sh install)
 venv_bin=$(dirname "$moto_server")
 [[ -x $venv_bin/kubernetes-validate ]] \
   || "$venv_bin/python" -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0'
+# cfn-lint for the customer CloudFormation template (tests/onboard.rs).
+[[ -x $venv_bin/cfn-lint ]] \
+  || "$venv_bin/python" -m pip install --quiet --disable-pip-version-check 'cfn-lint==1.58.0'
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp)
