@@ -55,6 +55,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(guard))
         .with_state(state)
 }
 
@@ -84,14 +85,70 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `stop` is cancelled, then lets open requests finish.
+    /// Serves until `stop` is cancelled, then lets open requests finish (for up to 10 s).
+    /// A request head must arrive within [`HEADER_TIMEOUT`] and a request be handled within
+    /// [`REQUEST_TIMEOUT`], so slow or stalled clients cannot hold connections; an accept error
+    /// (too many open files) pauses accepting instead of ending the server.
     ///
     /// # Errors
-    /// An accept-loop I/O error.
+    /// Never in practice; the signature leaves room for listener errors.
     pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT);
+        loop {
+            let stream = tokio::select! {
+                () = stop.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed; pausing");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        continue;
+                    }
+                },
+            };
+            let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+        Ok(())
+    }
+}
+
+/// How long a client may take to send a request head.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one request may take, body included.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Refuses a body announced larger than the limit before reading it, and ends requests that
+/// take longer than [`REQUEST_TIMEOUT`] (a client trickling its body).
+pub async fn guard(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request took too long to arrive",
+        ),
     }
 }
 

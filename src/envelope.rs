@@ -470,7 +470,7 @@ fn s3_event_object(s3: &Node<'_>) -> Result<ObjectRef, EnvelopeError> {
         detail,
     })?;
     Ok(ObjectRef {
-        bucket: s3.object("bucket")?.string("name")?.to_owned(),
+        bucket: bucket_name(&s3.object("bucket")?, "name")?,
         key,
         size: object.opt_u64("size")?,
         etag: object.opt_string("eTag")?,
@@ -481,7 +481,8 @@ fn s3_event_object(s3: &Node<'_>) -> Result<ObjectRef, EnvelopeError> {
 /// CloudTrail's notification: `s3Bucket` and `s3ObjectKey` (an array, or a single string). Its
 /// keys are not URL-encoded.
 fn decode_cloudtrail(node: &Node<'_>, format: Format) -> Result<Decoded, EnvelopeError> {
-    let bucket = node.string("s3Bucket")?;
+    let bucket = bucket_name(node, "s3Bucket")?;
+    let bucket = bucket.as_str();
     let mut out = Decoded::empty(format);
     for (path, key) in node.strings("s3ObjectKey")? {
         if key.is_empty() {
@@ -526,12 +527,29 @@ fn eventbridge_object(node: &Node<'_>) -> Result<ObjectRef, EnvelopeError> {
     let detail = node.object("detail")?;
     let object = detail.object("object")?;
     Ok(ObjectRef {
-        bucket: detail.object("bucket")?.string("name")?.to_owned(),
+        bucket: bucket_name(&detail.object("bucket")?, "name")?,
         key: object.string("key")?.to_owned(),
         size: object.opt_u64("size")?,
         etag: object.opt_string("etag")?,
         sequencer: object.opt_string("sequencer")?,
     })
+}
+
+/// The bucket name in `node.field`: 1 to 255 of `[A-Za-z0-9._-]` (S3's rules, with the looser
+/// ones of legacy us-east-1 buckets). Anything else cannot be a bucket, and must not travel on
+/// into logs, caches and DLQ attributes.
+fn bucket_name(node: &Node<'_>, field: &str) -> Result<String, EnvelopeError> {
+    let name = node.string(field)?;
+    let valid = (1..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        let detail = format!("`{}` is not an S3 bucket name", quote(name));
+        Err(node.invalid(field, detail))
+    }
 }
 
 /// Adds a created object to process, or skips it when its key is not a CloudTrail log file.

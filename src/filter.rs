@@ -112,7 +112,7 @@ impl Policy {
     /// The [`Reason`] of the first step that drops the record.
     pub fn check(&self, element: &Element<'_>) -> Result<(), Reason> {
         match element {
-            Element::NotAnObject => Err(Reason::Malformed),
+            Element::NotAnObject | Element::Unreadable => Err(Reason::Malformed),
             Element::Record(record) => self.check_record(record),
         }
     }

@@ -46,8 +46,11 @@ fn init_logging(settings: &Settings) {
     // RUST_LOG, when set, overrides `log.level`.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&settings.log.level));
+    // Colours only for a person at a terminal: files and journald get plain text.
+    let ansi = io::IsTerminal::is_terminal(&io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(io::stderr);
     match settings.log.format {
         LogFormat::Json => builder.json().init(),

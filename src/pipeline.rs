@@ -115,8 +115,11 @@ impl Pipeline<'_> {
     ) -> Outcome<'e> {
         let record = match element {
             Element::Record(r) => r,
-            Element::NotAnObject => {
-                let detail = Some(Malformed::NotAnObject.as_str());
+            Element::NotAnObject | Element::Unreadable => {
+                let detail = Some(match element {
+                    Element::Unreadable => Malformed::Unreadable.as_str(),
+                    _ => Malformed::NotAnObject.as_str(),
+                });
                 return Outcome::Dropped(Dropped {
                     index,
                     reason: Reason::Malformed,

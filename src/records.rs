@@ -105,6 +105,9 @@ pub enum Element<'a> {
     Record(Record<'a>),
     /// Any other JSON value (string, number, array, ...): malformed.
     NotAnObject,
+    /// Well-formed JSON whose fields the reader cannot take (a number beyond `f64` in a field
+    /// the filter reads): malformed, and only this record is lost.
+    Unreadable,
 }
 
 /// Where the reader is in the document.
@@ -296,7 +299,16 @@ impl<R: Read> RecordReader<R> {
                     other => other,
                 })?,
                 Step::Truncated => return Err(self.truncated().into()),
-                Step::Broken(e) => return Err(self.serde_error(&e).into()),
+                Step::Broken(e) => {
+                    // Valid JSON that the record type refused costs only this record; bytes
+                    // that are not JSON end the object.
+                    let broken = self.serde_error(&e);
+                    let Ok(()) = self.skip_value() else {
+                        return Err(broken.into());
+                    };
+                    each(index, Element::Unreadable)?;
+                    return Ok(true);
+                }
             }
         }
     }

@@ -94,6 +94,7 @@ pub fn router(health: Arc<Health>, metrics: PrometheusHandle) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .layer(axum::middleware::from_fn(super::guard))
         .with_state(Arc::new(Ops { health, metrics }))
 }
 

@@ -2,59 +2,92 @@
 
 use super::TagBuilder;
 use crate::records::Lenient;
-use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// The parts of `userIdentity` the tags use; odd-typed fields read as absent.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default)]
 struct UserIdentity<'a> {
-    #[serde(rename = "type", borrow)]
     kind: Lenient<'a>,
-    #[serde(rename = "principalId", borrow)]
     principal_id: Lenient<'a>,
-    #[serde(borrow)]
     arn: Lenient<'a>,
-    #[serde(rename = "accountId", borrow)]
     account_id: Lenient<'a>,
-    #[serde(rename = "userName", borrow)]
     user_name: Lenient<'a>,
-    #[serde(rename = "invokedBy", borrow)]
     invoked_by: Lenient<'a>,
-    #[serde(rename = "sessionContext", borrow)]
     session_context: Option<SessionContext<'a>>,
-    #[serde(rename = "onBehalfOf", borrow)]
     on_behalf_of: Option<OnBehalfOf<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default)]
 struct SessionContext<'a> {
-    #[serde(rename = "sessionIssuer", borrow)]
     session_issuer: Option<SessionIssuer<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default)]
 struct SessionIssuer<'a> {
-    #[serde(borrow)]
     arn: Lenient<'a>,
-    #[serde(rename = "userName", borrow)]
     user_name: Lenient<'a>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Default)]
 struct OnBehalfOf<'a> {
-    #[serde(rename = "userId", borrow)]
     user_id: Lenient<'a>,
+}
+
+/// An object's members, values kept raw. Reading through raw values makes each member
+/// independent: a repeated key keeps its last value, and a member that cannot be read (a number
+/// out of range, a wrong type) is absent without losing its siblings.
+type Members<'a> = HashMap<Cow<'a, str>, &'a RawValue>;
+
+fn members(raw: &RawValue) -> Option<Members<'_>> {
+    serde_json::from_str(raw.get()).ok()
+}
+
+fn text<'a>(members: &Members<'a>, name: &str) -> Lenient<'a> {
+    members
+        .get(name)
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default()
+}
+
+fn object<'a>(members: &Members<'a>, name: &str) -> Option<Members<'a>> {
+    members.get(name).and_then(|raw| members_of(raw))
+}
+
+fn members_of<'a>(raw: &&'a RawValue) -> Option<Members<'a>> {
+    serde_json::from_str(raw.get()).ok()
+}
+
+impl<'a> UserIdentity<'a> {
+    fn read(raw: &'a RawValue) -> Self {
+        let Some(m) = members(raw) else {
+            return Self::default();
+        };
+        let session_context = object(&m, "sessionContext").map(|c| SessionContext {
+            session_issuer: object(&c, "sessionIssuer").map(|i| SessionIssuer {
+                arn: text(&i, "arn"),
+                user_name: text(&i, "userName"),
+            }),
+        });
+        Self {
+            kind: text(&m, "type"),
+            principal_id: text(&m, "principalId"),
+            arn: text(&m, "arn"),
+            account_id: text(&m, "accountId"),
+            user_name: text(&m, "userName"),
+            invoked_by: text(&m, "invokedBy"),
+            session_context,
+            on_behalf_of: object(&m, "onBehalfOf").map(|o| OnBehalfOf {
+                user_id: text(&o, "userId"),
+            }),
+        }
+    }
 }
 
 /// Adds the user tags of `raw` (absent or unreadable identities give `user_name: unknown`).
 pub(super) fn user_tags(raw: Option<&RawValue>, tags: &mut TagBuilder) {
-    let id: UserIdentity<'_> = raw
-        .and_then(|r| serde_json::from_str(r.get()).ok())
-        .unwrap_or_default();
+    let id = raw.map(UserIdentity::read).unwrap_or_default();
     let issuer = id
         .session_context
         .as_ref()

@@ -79,6 +79,7 @@ pub struct Presence(pub bool);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Malformed {
     NotAnObject,
+    Unreadable,
     MissingEventId,
     MissingEventTime,
     BadEventTime,
@@ -89,6 +90,7 @@ impl Malformed {
     pub fn as_str(self) -> &'static str {
         match self {
             Malformed::NotAnObject => "the record is not a JSON object",
+            Malformed::Unreadable => "a field of the record holds a value out of range",
             Malformed::MissingEventId => "eventID is missing or not a non-empty string",
             Malformed::MissingEventTime => "eventTime is missing or not a string",
             Malformed::BadEventTime => "eventTime is not a date-time",

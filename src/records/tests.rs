@@ -29,6 +29,7 @@ fn read_all(
         let label = match element {
             Element::Record(r) => r.event_id.as_deref().unwrap_or("?").to_owned(),
             Element::NotAnObject => "!".to_owned(),
+            Element::Unreadable => "~".to_owned(),
         };
         seen.push(format!("{index}:{label}"));
         Ok::<(), RecordsError>(())
@@ -191,13 +192,11 @@ fn broken_json_names_the_byte_offset() {
 }
 
 #[test]
-fn invalid_utf8_inside_a_record_is_an_error_not_a_panic() {
-    let json = b"{\"Records\":[{\"eventID\":\"a\xff\xfe\"}]}";
-    let (_, result) = read_all(json, 3, 1024);
-    assert!(
-        matches!(result, Err(RecordsError::Json { .. })),
-        "{result:?}"
-    );
+fn invalid_utf8_inside_a_record_makes_only_that_record_unreadable() {
+    let json = b"{\"Records\":[{\"eventID\":\"a\xff\xfe\"},{\"eventID\":\"b\"}]}";
+    let (seen, result) = read_all(json, 3, 1024);
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(seen, ["0:~", "1:b"]);
 }
 
 #[test]

@@ -119,6 +119,11 @@ impl Lookup {
             let keep = self.ttl * STALE_TTLS;
             entries.retain(|_, e| now.saturating_duration_since(e.fetched) < keep);
         }
+        if entries.len() >= SWEEP_AT {
+            // A flood of notifications for buckets nobody subscribed: forget the negative
+            // answers rather than grow (they cost one store read each to learn again).
+            entries.retain(|_, e| !matches!(e.value, Answer::Unknown));
+        }
         entries.insert(
             bucket.to_owned(),
             Entry {

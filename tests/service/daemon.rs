@@ -237,6 +237,7 @@ impl Stack {
     ) -> Vec<(HashMap<String, String>, String)> {
         let started = Instant::now();
         let mut found = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         while found.len() < at_least && started.elapsed() < timeout {
             let out = self
                 .aws
@@ -250,6 +251,10 @@ impl Stack {
                 .await
                 .expect("receive from the DLQ");
             for m in out.messages() {
+                // A slow run may see a message again once its visibility timeout passed.
+                if !seen.insert(m.message_id().unwrap_or_default().to_owned()) {
+                    continue;
+                }
                 let attrs = m
                     .message_attributes()
                     .map(|a| {

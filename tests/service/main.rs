@@ -9,8 +9,10 @@
 mod api;
 mod daemon;
 mod dlq;
+mod hostile;
 mod offboard;
 mod preflight;
+mod security;
 mod support;
 
 use std::time::{Duration, Instant};
