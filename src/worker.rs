@@ -69,7 +69,11 @@ impl Worker {
             defer_seconds: settings.worker.defer_seconds,
             max_receive_count: queue.max_receive_count,
         };
-        let fairness = fairness::Fairness::new(settings.worker.max_inflight_per_subscription);
+        // Waiting messages may hold the slots one customer's cap leaves unused; the rest of the
+        // daemon's message slots always serve other customers or new receives.
+        let cap = settings.worker.max_inflight_per_subscription;
+        let max_waiting = settings.worker.max_inflight_messages.saturating_sub(cap);
+        let fairness = fairness::Fairness::new(cap, max_waiting);
         let (deletes, rx) = mpsc::channel(1024);
         // The deleter holds no `Shared`: it ends when the last sender (in `Shared`) is dropped.
         let deleter = tokio::spawn(delete_loop(queue.clone(), Arc::clone(&subscriptions), rx));
@@ -428,23 +432,15 @@ async fn deliver_one(
     result.map(|d| Delivery::Changes(d.tally.changes))
 }
 
-/// Takes a slot for `owner`, or `None` when it has its share in flight. Near the queue's
-/// `maxReceiveCount` it waits for a slot instead: deferring again would send a healthy message
+/// Takes a slot for `owner` (see [`fairness`] for when it waits and when it gives up). Near
+/// the queue's `maxReceiveCount` it always waits: deferring again would send a healthy message
 /// to the DLQ.
 async fn claim(shared: &Shared, owner: &str, receive_count: u32) -> Option<fairness::Claim> {
     let must_wait = shared
         .retry
         .max_receive_count
         .is_some_and(|max| receive_count + 1 >= max);
-    loop {
-        if let Some(claim) = shared.fairness.try_claim(owner) {
-            return Some(claim);
-        }
-        if !must_wait {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    shared.fairness.claim(owner, must_wait).await
 }
 
 /// Carries out the fate.
