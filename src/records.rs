@@ -453,10 +453,21 @@ fn parse_step<'a, T: Deserialize<'a>>(window: &'a [u8], eof: bool) -> Step<T> {
         Some(Ok(value)) => Step::Value(value, stream.byte_offset()),
         Some(Err(e)) if e.is_eof() && eof => Step::Truncated,
         Some(Err(e)) if e.is_eof() => Step::NeedMore,
+        // serde_json reports a number cut after its `-`, `.`, `e` or `e+` inside a skipped or
+        // raw value as `invalid number`, not as an early end: an error at the very end of the
+        // window may be the window's fault, so read more before calling the bytes broken.
+        Some(Err(e)) if !eof && error_at_end(window, &e) => Step::NeedMore,
         Some(Err(e)) => Step::Broken(e),
         None if eof => Step::Truncated,
         None => Step::NeedMore,
     }
+}
+
+/// Whether serde_json's error lies at the end of `window` (its last byte or past it).
+fn error_at_end(window: &[u8], e: &serde_json::Error) -> bool {
+    // serde_json's column counts the bytes of the line before the error; the conversion below
+    // treats it as 1-based, so the error lies at or after the offset it returns.
+    offset_of_line_column(window, e.line(), e.column()) + 1 >= window.len()
 }
 
 /// Converts serde_json's 1-based line and column into a byte offset within `window`.

@@ -38,7 +38,11 @@ pub fn open<R: Read + Send + 'static>(
         "compressed object",
         "records.max_object_bytes",
     );
-    let mut buffered = BufReader::with_capacity(64 * 1024, stored);
+    let (sniffed, stored) = sniff(stored).map_err(|source| RecordsError::Read {
+        offset: 0,
+        source,
+    })?;
+    let mut buffered = BufReader::with_capacity(SNIFF, io::Cursor::new(sniffed).chain(stored));
     let head = buffered
         .fill_buf()
         .map_err(|source| RecordsError::Read { offset: 0, source })?;
@@ -76,6 +80,43 @@ pub fn open<R: Read + Send + 'static>(
     Err(RecordsError::NotGzipOrJson {
         prefix: format!("bytes {prefix}"),
     })
+}
+
+/// Most bytes read to tell gzip from JSON (JSON may start with whitespace).
+const SNIFF: usize = 64 * 1024;
+
+/// Reads the first bytes of `src`, as many reads as it takes to tell gzip from JSON: a pipe or
+/// a network stream may hand over one byte at a time. Returns them and the rest of the source.
+fn sniff<R: Read>(mut src: R) -> io::Result<(Vec<u8>, R)> {
+    let mut head = vec![0; SNIFF];
+    let mut n = 0;
+    while n < SNIFF && !decided(&head[..n]) {
+        match src.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(n);
+    Ok((head, src))
+}
+
+/// Whether `head` is enough to tell the format: the gzip magic, or a byte past an optional
+/// UTF-8 byte-order mark and whitespace.
+fn decided(head: &[u8]) -> bool {
+    if head.len() < 2 {
+        return false;
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return true;
+    }
+    let body = match head {
+        [0xEF, 0xBB, 0xBF, rest @ ..] => rest,
+        [0xEF, 0xBB] | [0xEF] => return false,
+        _ => head,
+    };
+    body.iter().any(|b| !b.is_ascii_whitespace())
 }
 
 /// A reader that fails once more than `limit` bytes went through it.
