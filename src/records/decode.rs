@@ -38,10 +38,8 @@ pub fn open<R: Read + Send + 'static>(
         "compressed object",
         "records.max_object_bytes",
     );
-    let (sniffed, stored) = sniff(stored).map_err(|source| RecordsError::Read {
-        offset: 0,
-        source,
-    })?;
+    let (sniffed, stored) =
+        sniff(stored).map_err(|source| RecordsError::Read { offset: 0, source })?;
     let mut buffered = BufReader::with_capacity(SNIFF, io::Cursor::new(sniffed).chain(stored));
     let head = buffered
         .fill_buf()
