@@ -12,11 +12,11 @@
 # against numbers from another day. A report, not a test: exits 0 even when a target is missed.
 #
 # Env: RUNS (7), BENCH_MB (100), BENCH_BIG_MB (1024), BENCH_DIR (target/bench: corpora cache),
-#      MAKE_CORPUS (../shared/tools/make-corpus beside the repo).
+#      MAKE_CORPUS (default scripts/make-corpus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-MAKE_CORPUS=${MAKE_CORPUS:-$REPO/../shared/tools/make-corpus}
+MAKE_CORPUS=${MAKE_CORPUS:-$REPO/scripts/make-corpus}
 MB=${BENCH_MB:-100} BIG_MB=${BENCH_BIG_MB:-1024} RUNS=${RUNS:-7} SUFFIX=""
 if [[ ${1:-} == --quick ]]; then MB=20 BIG_MB=128 RUNS=3 SUFFIX=-quick; fi
 DIR=${BENCH_DIR:-target/bench}$SUFFIX

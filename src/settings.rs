@@ -137,6 +137,35 @@ where
     })
 }
 
+/// A list of numbers: as [`one_or_many`], and also the strings a comma-separated environment
+/// variable gives (`"2,5,10"` arrives as `["2", "5", "10"]`).
+///
+/// # Errors
+/// When an element is neither a number nor a string holding one.
+pub(crate) fn numbers<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number<T> {
+        Plain(T),
+        Text(String),
+    }
+    one_or_many::<D, Number<T>>(deserializer)?
+        .into_iter()
+        .map(|n| match n {
+            Number::Plain(v) => Ok(v),
+            Number::Text(t) => t
+                .trim()
+                .parse()
+                .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a number: {e}"))),
+        })
+        .collect()
+}
+
 fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
@@ -485,6 +514,25 @@ mod tests {
         .expect("loads");
         assert_eq!(s.policy.settings.extra_noise, vec!["Describe*".to_owned()]);
         assert_eq!(s.worker.retry_backoff_seconds, vec![5]);
+    }
+
+    #[test]
+    fn a_numeric_list_variable_is_comma_separated() {
+        let s = load_with_env(
+            None,
+            env(&[("CTC__WORKER__RETRY_BACKOFF_SECONDS", "2, 5,10")]),
+        )
+        .expect("loads");
+        assert_eq!(s.worker.retry_backoff_seconds, vec![2, 5, 10]);
+        let e = load_with_env(
+            None,
+            env(&[("CTC__WORKER__RETRY_BACKOFF_SECONDS", "2,soon")]),
+        )
+        .expect_err("not a number");
+        assert!(
+            e.to_string().contains("retry_backoff_seconds") || e.to_string().contains("soon"),
+            "{e}"
+        );
     }
 
     #[test]
