@@ -7,12 +7,14 @@
 //! The pure parts (decode, records, pipeline) are hammered in `tests/hostile_inputs.rs`.
 
 use crate::daemon::{Running, Stack};
+use crate::support::bigpanda::Reply;
 use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 const ACCOUNT: &str = "218007301253";
 /// A real CloudTrail file and the number of changes it makes.
@@ -995,5 +997,119 @@ async fn a_flood_of_notifications_naming_long_unknown_buckets_does_not_accumulat
         "RSS grew {grown} MiB: the names are kept"
     );
     assert_still_delivers(&stack, "after-flood").await;
+    daemon.stop().await;
+}
+
+/// Stated bound for 32 large objects in flight at once: at most 6 MiB of peak RSS per object
+/// (its spool when under `worker.spool_memory_bytes`, the parse buffer, the decompressing
+/// thread's chunks and the changes queued for forwarding), whatever the objects' size.
+const MIB_PER_OBJECT_IN_FLIGHT: u64 = 6;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_large_objects_in_flight_at_once_stay_within_the_stated_memory_bound() {
+    const OBJECTS: usize = 32;
+    // 8 MiB of JSON each by default (a debug build parses about 5 MB/s); by hand, e.g.
+    // `CTC_TEST_LARGE_OBJECT_MIB=64 cargo test --release --test service thirty_two`.
+    let mib_per_object: usize = std::env::var("CTC_TEST_LARGE_OBJECT_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let _serial = MEMORY.lock().await;
+    let stack = Stack::new("hostile-large", 5, None).await;
+    let daemon = stack
+        .start(&[
+            ("CTC__WORKER__MAX_INFLIGHT_MESSAGES", "32"),
+            ("CTC__WORKER__MAX_INFLIGHT_PER_SUBSCRIPTION", "32"),
+            // The changes queue for the key's 4 slots for up to 16 s: not a failure.
+            ("CTC__WORKER__CHANGE_RETRY_SECONDS", "120"),
+        ])
+        .await;
+    stack.subscribe(daemon.api, &stack.bucket).await;
+    // Each object: one change first, then `mib_per_object` MiB of read-only records (dropped by the filter).
+    // Its change is answered slowly (4 at a time per key, 2 s each), so every object stays in
+    // flight while its parser streams the rest: 32 x 8 MiB = 256 MiB of JSON in flight at once.
+    stack.bigpanda.push_script(
+        std::iter::repeat_n(Reply::Delay(Duration::from_secs(2), 204), OBJECTS).collect(),
+    );
+    let read = r#"{"eventVersion":"1.08","eventID":"0b1f6d6e-read","eventTime":"2023-07-10T12:00:00Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","readOnly":true,"awsRegion":"us-east-1","userIdentity":{"type":"IAMUser","userName":"bob"},"requestParameters":{"maxResults":1000,"filterSet":{"items":[{"name":"instance-state-name","valueSet":{"items":[{"value":"running"}]}}]}}},"#;
+    let unit = read.repeat((1 << 20) / read.len());
+    let objects: Vec<(String, Vec<u8>, String)> = (0..OBJECTS)
+        .map(|i| {
+            let id = format!("large-object-change-{i:02}");
+            let head = format!(
+                r#"{{"Records":[{{"eventVersion":"1.08","eventID":"{id}","eventTime":"2023-07-10T12:00:00Z","eventSource":"ec2.amazonaws.com","eventName":"AuthorizeSecurityGroupIngress","awsRegion":"us-east-1","userIdentity":{{"type":"IAMUser","userName":"bob"}},"requestParameters":{{"groupId":"sg-{i}"}}}},"#
+            );
+            let tail = read.trim_end_matches(',').to_owned() + "]}";
+            let object =
+                gzip_members(head.as_bytes(), unit.as_bytes(), mib_per_object, tail.as_bytes());
+            (log_key(&format!("large-{i:02}")), object, id)
+        })
+        .collect();
+    let stored: usize = objects.iter().map(|(_, o, _)| o.len()).sum();
+
+    let baseline = peak_baseline_kib();
+    let started = Instant::now();
+    let sample_stop = CancellationToken::new();
+    let sampler = {
+        let (stop, ops) = (sample_stop.clone(), daemon.ops);
+        tokio::spawn(async move {
+            let mut max = 0.0_f64;
+            while !stop.is_cancelled() {
+                if let Ok(page) = reqwest::get(format!("http://{ops}/metrics")).await {
+                    if let Ok(text) = page.text().await {
+                        max = max.max(sample(&text, "ctc_messages_in_flight"));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            max
+        })
+    };
+    for (key, object, _) in &objects {
+        stack
+            .aws
+            .put_object(&stack.bucket, key, object.clone())
+            .await;
+    }
+    let delivered = stack
+        .bigpanda
+        .wait_for_accepted(OBJECTS, Duration::from_secs(600))
+        .await;
+    assert_queue_drains(&stack).await;
+    sample_stop.cancel();
+    let max_in_flight = sampler.await.expect("sampler");
+    let growth = peak_growth_mib(baseline);
+    assert!(
+        delivered,
+        "{} of {OBJECTS} changes",
+        stack.bigpanda.accepted().len()
+    );
+    let mut sent: Vec<String> = stack
+        .bigpanda
+        .accepted()
+        .iter()
+        .filter_map(|r| r.identifier().map(str::to_owned))
+        .collect();
+    sent.sort();
+    let mut expected: Vec<String> = objects.iter().map(|(_, _, id)| id.clone()).collect();
+    expected.sort();
+    assert_eq!(sent, expected);
+    let page = metrics(&daemon).await;
+    let dropped = sample(&page, r#"ctc_records_dropped_total{reason="read_only"}"#);
+    eprintln!(
+        "{OBJECTS} objects of {mib_per_object} MiB of JSON ({} MiB stored), at most {max_in_flight} \
+         in flight at once, {dropped} read-only records dropped: peak RSS grew {growth} MiB in {:?}",
+        stored >> 20,
+        started.elapsed()
+    );
+    assert_eq!(
+        max_in_flight, OBJECTS as f64,
+        "all objects in flight at once"
+    );
+    let bound = MIB_PER_OBJECT_IN_FLIGHT * OBJECTS as u64;
+    assert!(
+        growth < bound,
+        "peak RSS grew {growth} MiB (bound {bound} MiB)"
+    );
     daemon.stop().await;
 }
