@@ -5,6 +5,7 @@
 
 pub mod fairness;
 pub mod fate;
+mod moved;
 pub mod object;
 mod settings;
 
@@ -38,6 +39,7 @@ pub struct Shared {
     retry: RetryPolicy,
     fairness: fairness::Fairness,
     deletes: mpsc::Sender<Deletion>,
+    moved: moved::Moved,
 }
 
 /// A message to delete, and the checkpoints to forget once it is gone.
@@ -88,6 +90,7 @@ impl Worker {
             retry,
             fairness,
             deletes,
+            moved: moved::Moved::new(moved::CAPACITY),
         });
         Self { shared, deleter }
     }
@@ -525,6 +528,16 @@ async fn dead_letter(
         detail,
         failed_at: &failed_at,
     };
+    if shared.moved.contains(&message.message_id) {
+        // Copied before, but its delete failed: only the delete is left to do.
+        tracing::warn!(
+            reason,
+            "already in the dead-letter queue; deleting the redelivered message"
+        );
+        metrics::counter!(m::MESSAGES_SKIPPED, "reason" => "already_dead_lettered").increment(1);
+        delete_later(shared, message).await;
+        return "skipped";
+    }
     if let Err(e) = shared.queue.send_to_dlq(&message.body, &failure).await {
         metrics::counter!(m::SQS_ERRORS, "operation" => "send_to_dlq").increment(1);
         tracing::error!(reason, detail, error = %e, "cannot move the message to the DLQ; it stays in the queue");
@@ -533,13 +546,21 @@ async fn dead_letter(
         return "retry";
     }
     tracing::error!(reason, detail, "moved to the dead-letter queue");
+    shared.moved.insert(&message.message_id);
+    delete_later(shared, message).await;
+    "dead_lettered"
+}
+
+/// Hands a message copied to the DLQ to the deleter.
+async fn delete_later(shared: &Shared, message: &Received) {
     let deletion = Deletion {
         receipt_handle: message.receipt_handle.clone(),
         message_id: message.message_id.clone(),
         checkpoints: Vec::new(),
     };
-    let _ = shared.deletes.send(deletion).await;
-    "dead_lettered"
+    if shared.deletes.send(deletion).await.is_err() {
+        tracing::error!("the deleter stopped; the message will be delivered again");
+    }
 }
 
 /// Deletes finished messages in batches of up to 10 (gathered for a few milliseconds), then

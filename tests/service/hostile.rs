@@ -1020,16 +1020,18 @@ async fn thirty_two_large_objects_in_flight_at_once_stay_within_the_stated_memor
         .start(&[
             ("CTC__WORKER__MAX_INFLIGHT_MESSAGES", "32"),
             ("CTC__WORKER__MAX_INFLIGHT_PER_SUBSCRIPTION", "32"),
-            // The changes queue for the key's 4 slots for up to 16 s: not a failure.
+            ("CTC__BIGPANDA__MAX_CONCURRENCY_PER_KEY", "32"),
+            ("CTC__BIGPANDA__REQUEST_TIMEOUT_SECONDS", "60"),
             ("CTC__WORKER__CHANGE_RETRY_SECONDS", "120"),
         ])
         .await;
     stack.subscribe(daemon.api, &stack.bucket).await;
     // Each object: one change first, then `mib_per_object` MiB of read-only records (dropped by the filter).
-    // Its change is answered slowly (4 at a time per key, 2 s each), so every object stays in
-    // flight while its parser streams the rest: 32 x 8 MiB = 256 MiB of JSON in flight at once.
+    // Its change is answered after 20 s, longer than putting all the objects takes, so every
+    // object stays in flight while its parser streams the rest: by default 32 x 8 MiB = 256 MiB
+    // of JSON in flight at once.
     stack.bigpanda.push_script(
-        std::iter::repeat_n(Reply::Delay(Duration::from_secs(2), 204), OBJECTS).collect(),
+        std::iter::repeat_n(Reply::Delay(Duration::from_secs(20), 204), OBJECTS).collect(),
     );
     let read = r#"{"eventVersion":"1.08","eventID":"0b1f6d6e-read","eventTime":"2023-07-10T12:00:00Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","readOnly":true,"awsRegion":"us-east-1","userIdentity":{"type":"IAMUser","userName":"bob"},"requestParameters":{"maxResults":1000,"filterSet":{"items":[{"name":"instance-state-name","valueSet":{"items":[{"value":"running"}]}}]}}},"#;
     let unit = read.repeat((1 << 20) / read.len());
