@@ -5,7 +5,7 @@ moto venv's python, which has boto3).
     soak.py --mode short|long [--objects N] [--minutes M] [--records-per-file R]
             [--blackhole] [--keep] --work DIR
 
-The daemon (the release binary, `run`) against a local AWS (moto) reached through a TCP proxy
+The daemon (the release binary, or the debug one with `--profile debug`, `run`) against a local AWS (moto) reached through a TCP proxy
 that can stop it (examples/chaos_proxy), forwarding to a BigPanda stand-in that can fail
 (examples/soak_standin). Real-shaped CloudTrail objects (scripts/make-corpus) are put
 into a bucket whose notifications go S3 -> SNS -> SQS (with a DLQ), in bursts, while on a
@@ -575,6 +575,8 @@ def main():
     ap.add_argument("--records-per-file", type=int)
     ap.add_argument("--blackhole", action="store_true",
                     help="also make the endpoint a black hole (connections accepted, never answered)")
+    ap.add_argument("--profile", choices=("release", "debug"), default="release",
+                    help="which build's binaries to run (debug: the ones `cargo test` built)")
     ap.add_argument("--work", required=True)
     ap.add_argument("--repo", required=True)
     a = ap.parse_args()
@@ -592,11 +594,11 @@ def run(a):
     rpf = a.records_per_file or (40 if short else 50)
     chaos_seconds = 90 if short else (a.minutes or 15) * 60
     repo, work = a.repo, a.work
-    binary = os.path.join(repo, "target/release/cloudtrail-changes")
-    examples = os.path.join(repo, "target/release/examples")
+    binary = os.path.join(repo, f"target/{a.profile}/cloudtrail-changes")
+    examples = os.path.join(repo, f"target/{a.profile}/examples")
     for p in (binary, f"{examples}/soak_standin", f"{examples}/chaos_proxy"):
         if not os.access(p, os.X_OK):
-            die(f"missing {p}: cargo build --release --bins --examples")
+            die(f"missing {p}: cargo build {'--release ' if a.profile == 'release' else ''}--bins --examples")
     os.makedirs(work, exist_ok=True)
 
     # --- moto, the proxy in front of it, the stand-in
@@ -874,7 +876,10 @@ def run(a):
         seen.add(i)
     lags = [(arrivals.first[i] - uploader.put_ns[expected[i][0]]) / 1e9 for i in distinct
             if expected[i][0] in uploader.put_ns]
-    dlq_by = collections.Counter(d["reason"] for d in dead)
+    # Moving to the DLQ is at-least-once too (a copy, then a delete): equal copies of one message
+    # count once here and are reported; `dlq redrive` moves only one of equal bodies.
+    dlq_by = collections.Counter(reason for reason, _ in set((d["reason"], d["body"]) for d in dead))
+    dlq_copies = len(dead) - sum(dlq_by.values())
 
     if missing:
         problems.append(f"{len(missing)} changes never accepted by the stand-in")
@@ -981,7 +986,8 @@ def run(a):
                                                           if dup_objects else "")),
         ("partial (corrupt obj)", f"{len(set(i for _, i, _ in partial_rows))} / {len(partial)} changes before "
                                   f"the damage accepted ({len(partial_rows)} requests)"),
-        ("DLQ", ", ".join(f"{k} {v}" for k, v in sorted(dlq_by.items())) or "empty"),
+        ("DLQ", (", ".join(f"{k} {v}" for k, v in sorted(dlq_by.items())) or "empty")
+         + f"   (distinct messages; {dlq_copies} extra equal copies)"),
         ("  planned", ", ".join(f"{k} {v}" for k, v in sorted(planned.items()))),
         ("source queue", f"{final_queue[0]} visible, {final_queue[1]} in flight, {final_queue[2]} delayed"),
         ("stand-in faults", ", ".join(f"{k} {v}" for k, v in sorted(faults_standin.items()))

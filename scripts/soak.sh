@@ -17,6 +17,8 @@
 #   --blackhole                     also a "black hole" outage: the endpoint accepts connections
 #                                   and never answers (open ones stay silent after it is back)
 #   --no-build                      use the release binaries as they are
+#   --debug                         use the debug binaries (`cargo build --bins --examples`, or
+#                                   those `cargo test` built): what CI runs, after the tests
 #   --keep                          keep target/soak/run-PID (logs) even when it passes
 #
 # Prints a table: objects, changes expected and delivered, duplicates, DLQ by reason, faults,
@@ -28,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-MODE=short BUILD=1 KEEP=0 ARGS=()
+MODE=short BUILD=1 KEEP=0 PROFILE=release ARGS=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --short) MODE=short; shift ;;
@@ -36,16 +38,21 @@ while [[ $# -gt 0 ]]; do
     --objects | --minutes | --records-per-file) ARGS+=("$1" "$2"); shift 2 ;;
     --blackhole) ARGS+=("$1"); shift ;;
     --no-build) BUILD=0; shift ;;
+    --debug) PROFILE=debug; shift ;;
     --keep) KEEP=1; shift ;;
-    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: scripts/soak.sh [--short|--long] [--objects N] [--minutes M] [--records-per-file R] [--blackhole] [--no-build] [--keep]" >&2; exit 2 ;;
+    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: scripts/soak.sh [--short|--long] [--objects N] [--minutes M] [--records-per-file R] [--blackhole] [--no-build] [--debug] [--keep]" >&2; exit 2 ;;
   esac
 done
 
 if [[ $BUILD == 1 ]]; then
   LOCKED=()
   [[ -f Cargo.lock ]] && LOCKED=(--locked)
-  cargo build --release "${LOCKED[@]}" --bins --examples
+  if [[ $PROFILE == release ]]; then
+    cargo build --release "${LOCKED[@]}" --bins --examples
+  else
+    cargo build "${LOCKED[@]}" --bins --examples
+  fi
 fi
 MOTO=$(scripts/moto.sh install)
 PY=$(dirname "$MOTO")/python
@@ -53,7 +60,7 @@ PY=$(dirname "$MOTO")/python
 WORK=$REPO/target/soak/run-$$
 mkdir -p "$WORK"
 status=0
-"$PY" scripts/soak.py --mode "$MODE" "${ARGS[@]}" --work "$WORK" --repo "$REPO" || status=$?
+"$PY" scripts/soak.py --mode "$MODE" --profile "$PROFILE" "${ARGS[@]}" --work "$WORK" --repo "$REPO" || status=$?
 if [[ $status == 0 && $KEEP == 0 ]]; then
   rm -rf "$WORK"
 else
