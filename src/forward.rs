@@ -42,6 +42,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Longest pause we take from a `Retry-After`: a mistaken header must not silence a customer
 /// for hours, and one probe every few minutes is harmless to a throttled API.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// How long a change may wait for its first turn (a slot, the end of a pause, a token) before
+/// its patience starts: a backstop far beyond any real wait, never reached in practice.
+const FIRST_TURN_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// How much of a rejection's response body is kept and logged.
 const REJECTED_BODY_LIMIT: usize = 1024;
 /// How much of a transient failure's body goes into the retry reason.
@@ -190,13 +193,14 @@ impl Forwarder {
     /// with `keys`.
     ///
     /// Waits for the key's pause (a `Retry-After`), concurrency slot and token bucket; retries
-    /// 429/5xx/timeouts/connection errors with exponential backoff and full jitter until
-    /// `deadline`. A `Retry-After` on 429/503 pauses every send of that API key: slowing down,
-    /// not failing. Logs and counts the outcome.
+    /// 429/5xx/timeouts/connection errors with exponential backoff and full jitter. The time
+    /// left until `deadline` is the change's patience, counted from its first attempt: waiting
+    /// for its first turn is pacing, not failing. A `Retry-After` on 429/503 pauses every send
+    /// of that API key: slowing down, not failing. Logs and counts the outcome.
     ///
     /// # Errors
     /// [`ForwardError::Unauthorized`] at once on 401/403, [`ForwardError::GaveUp`] when no
-    /// attempt succeeded before `deadline`, [`ForwardError::Stopped`] when `stop` fired.
+    /// attempt succeeded within the patience, [`ForwardError::Stopped`] when `stop` fired.
     pub async fn send(
         &self,
         keys: &Keys,
@@ -360,13 +364,27 @@ impl Http {
             return Err(job.unauthorized(0));
         };
         let key = self.pacer.key(&keys.api_key);
+        // The change's patience (`deadline - now`) starts with its first attempt: waiting for
+        // the key's turn before that is pacing, not failing. With many replicas sharing a low
+        // rate, the wait alone can outlast the patience. It stays bounded: slots are freed by
+        // attempts, which have deadlines, tokens come at the rate and a pause lasts 300 s at most.
+        let patience = job.deadline.saturating_duration_since(Instant::now());
+        let mut job = Job {
+            identifier: job.identifier,
+            body: job.body.clone(),
+            deadline: Instant::now() + FIRST_TURN_WAIT,
+            stop: job.stop,
+        };
         let (mut attempts, mut failures) = (0, 0);
         let mut last = String::new();
         loop {
             let outcome = match self.pacer.admit(&key, job.deadline, job.stop).await {
                 Ok(_permit) => {
+                    if attempts == 0 {
+                        job.deadline = Instant::now() + patience;
+                    }
                     attempts += 1;
-                    self.attempt(&headers, job).await
+                    self.attempt(&headers, &job).await
                 }
                 Err(why) => return Err(job.interrupted(why, attempts, &last)),
             };
@@ -392,7 +410,7 @@ impl Http {
             if Instant::now() + delay >= job.deadline {
                 return Err(job.gave_up(attempts, last));
             }
-            if let Err(why) = race(tokio::time::sleep(delay), job, "the retry backoff").await {
+            if let Err(why) = race(tokio::time::sleep(delay), &job, "the retry backoff").await {
                 return Err(job.interrupted(why, attempts, &last));
             }
         }

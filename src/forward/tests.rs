@@ -786,3 +786,44 @@ fn stdout_mode_builds_from_settings() {
     let forwarder = Forwarder::new(&settings).unwrap();
     assert!(format!("{forwarder:?}").contains("stdout"));
 }
+
+#[tokio::test]
+async fn waiting_for_the_keys_turn_does_not_use_up_a_changes_patience() {
+    let (stand, addr) = stand_in().await;
+    stand.script(
+        "api-1",
+        vec![Reply {
+            delay: Duration::from_millis(800),
+            ..reply(204)
+        }],
+    );
+    stand.always("api-1", reply(204));
+    // One slot per key: the second change waits 800 ms for it, longer than its patience of
+    // 300 ms, and is then sent and accepted.
+    let forwarder = Arc::new(forwarder(addr, |s| s.max_concurrency_per_key = 1));
+    let stop = CancellationToken::new();
+    let first = {
+        let (forwarder, stop) = (Arc::clone(&forwarder), stop.clone());
+        tokio::spawn(async move {
+            let keys = keys("api-1", "app-1");
+            forwarder
+                .send(&keys, "ev-1", Bytes::from(BODY), in_secs(5.0), &stop)
+                .await
+        })
+    };
+    wait_for(|| stand.count("api-1") == 1).await;
+    let started = StdInstant::now();
+    let second = forwarder
+        .send(
+            &keys("api-1", "app-1"),
+            "ev-2",
+            Bytes::from(BODY),
+            in_secs(0.3),
+            &stop,
+        )
+        .await;
+    assert!(matches!(second, Ok(Delivery::Accepted)), "{second:?}");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(matches!(first.await.unwrap(), Ok(Delivery::Accepted)));
+    assert_eq!(stand.count("api-1"), 2);
+}

@@ -36,7 +36,8 @@ pub struct WorkerSettings {
     pub defer_seconds: u32,
     /// Objects up to this size are held in memory; larger ones are spooled to a temporary file.
     pub spool_memory_bytes: u64,
-    /// How long one change is retried (429, 5xx, timeouts) before the message is retried later.
+    /// How long one change is retried (429, 5xx, timeouts), from its first attempt, before the
+    /// message is retried later; waiting for its turn at the key's pace does not count.
     pub change_retry_seconds: u64,
 }
 
