@@ -20,6 +20,10 @@
 #   FUZZ_CODEGEN_UNITS  codegen units of the fuzz build (default 16: a much faster build of the
 #                       crate's large dependency tree, for slightly slower fuzzing).
 #   FUZZ_RSS_LIMIT_MB   libFuzzer's memory limit per process (default 2048).
+#   FUZZ_TIMEOUT        seconds one input may take before libFuzzer calls it a hang (default
+#                       30). It is wall-clock time: on a loaded machine a short timeout reports
+#                       starvation as a hang (seen: a 41 ms input at 11 s under `nice 19`).
+#                       Re-run a timeout artifact alone to tell the two apart.
 #
 # cargo-fuzz needs nightly-only rustc flags (-Zsanitizer, sanitizer coverage options). On a
 # stable toolchain the script sets RUSTC_BOOTSTRAP=1 so that stable rustc accepts them; the
@@ -37,6 +41,7 @@ fi
 sanitizer=${FUZZ_SANITIZER:-address}
 cgu=${FUZZ_CODEGEN_UNITS:-16}
 rss_limit=${FUZZ_RSS_LIMIT_MB:-2048}
+hang_secs=${FUZZ_TIMEOUT:-30}
 
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -90,7 +95,7 @@ for target in "${targets[@]}"; do
     args=(
         "-max_total_time=$secs"
         -print_final_stats=1
-        -timeout=10
+        "-timeout=$hang_secs"
         "-rss_limit_mb=$rss_limit"
         "-artifact_prefix=$artifacts/"
     )
