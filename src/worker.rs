@@ -460,14 +460,7 @@ async fn settle(
                 metrics::counter!(m::MESSAGES_SKIPPED, "reason" => reason).increment(1);
                 tracing::info!(reason, "skipped");
             }
-            let deletion = Deletion {
-                receipt_handle: handle.clone(),
-                message_id: message.message_id.clone(),
-                checkpoints,
-            };
-            if shared.deletes.send(deletion).await.is_err() {
-                tracing::error!("the deleter stopped; the message will be delivered again");
-            }
+            delete_later(shared, message, checkpoints).await;
             if skipped.is_some() {
                 "skipped"
             } else {
@@ -535,7 +528,7 @@ async fn dead_letter(
             "already in the dead-letter queue; deleting the redelivered message"
         );
         metrics::counter!(m::MESSAGES_SKIPPED, "reason" => "already_dead_lettered").increment(1);
-        delete_later(shared, message).await;
+        delete_later(shared, message, Vec::new()).await;
         return "skipped";
     }
     if let Err(e) = shared.queue.send_to_dlq(&message.body, &failure).await {
@@ -547,16 +540,16 @@ async fn dead_letter(
     }
     tracing::error!(reason, detail, "moved to the dead-letter queue");
     shared.moved.insert(&message.message_id);
-    delete_later(shared, message).await;
+    delete_later(shared, message, Vec::new()).await;
     "dead_lettered"
 }
 
-/// Hands a message copied to the DLQ to the deleter.
-async fn delete_later(shared: &Shared, message: &Received) {
+/// Hands a finished message to the deleter, with the checkpoints to forget once it is gone.
+async fn delete_later(shared: &Shared, message: &Received, checkpoints: Vec<String>) {
     let deletion = Deletion {
         receipt_handle: message.receipt_handle.clone(),
         message_id: message.message_id.clone(),
-        checkpoints: Vec::new(),
+        checkpoints,
     };
     if shared.deletes.send(deletion).await.is_err() {
         tracing::error!("the deleter stopped; the message will be delivered again");
