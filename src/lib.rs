@@ -1,48 +1,39 @@
 //! cloudtrail-changes: turns AWS CloudTrail log files into BigPanda changes.
 //!
 //! # Layout
-//! The data flows through these modules in one direction:
+//! The folder listing is the architecture. Modules are listed from the bottom up: each one uses
+//! only those above it in this list, never one below (no import cycles).
 //!
-//! - [`envelope`]: decodes a queue message body (S3 event, SNS, CloudTrail's SNS notification,
-//!   EventBridge) into the S3 objects it names, or into a skip with its reason. Pure.
-//! - [`records`]: streams CloudTrail records out of a (gzip) `{"Records":[...]}` document one at a
-//!   time, with limits; never holds the document whole.
-//! - [`filter`]: decides which records are real changes; every drop has a reason. Pure.
-//! - [`normalize`]: maps a kept record to the exact BigPanda Changes API request body. Pure.
-//! - [`pipeline`]: runs records -> filter -> normalize over one object and tallies the outcome.
-//! - [`process`]: the `process` command: the pipeline over local files, changes to stdout.
+//! - [`util`]: small shared helpers (error chains, durations, ARNs, list settings).
+//! - [`metrics`]: every metric name, with its description, in one place.
+//! - [`core`]: the pure stages, in data order: envelope -> records -> filter -> normalize, and
+//!   the pipeline that runs them over one object. No I/O, no AWS, no tokio.
+//! - [`aws`]: the edges to AWS: SQS (the queue and the DLQ), STS credentials, S3 downloads.
+//! - [`subscriptions`]: which keys and role belong to a bucket: validation, sealing, the SQLite
+//!   and DynamoDB stores, the workers' cached lookup and the HTTP API's handlers.
+//! - [`forward`]: delivery to the Changes API: the forwarder, its HTTP client, pacing per API
+//!   key, Retry-After.
 //! - [`settings`]: layered configuration (`config/default.toml`, overlay file, `CTC__` env vars)
-//!   validated into typed settings.
-//! - [`subscriptions`]: which keys and role belong to a bucket; validated API requests, keys
-//!   sealed at rest, SQLite and DynamoDB stores, the workers' cached lookup.
-//! - [`credentials`]: the daemon's AWS configuration; customer roles assumed with their
-//!   external ID, credentials cached until near expiry.
-//! - [`admin`]: the HTTP subscription API.
-//! - [`dlq`]: on-call's `dlq peek` and `dlq redrive`.
-//! - [`preflight`]: `check`, and the checks the daemon runs at start.
-//! - [`daemon`]: `run` assembled: worker, API, metrics and health listener, systemd notify.
-//! - [`onboard`]: what a customer creates to connect a bucket (policies, notification, request).
-//! - [`app`]: glue for `serve-api` and the `subscriptions` on-call commands.
-//! - [`cli`]: the command line (`process`, `serve-api`, `subscriptions`, `config check`).
+//!   validated into typed settings, one section per stage.
+//! - [`worker`]: poll the queue, handle one message (envelope -> subscription -> role -> S3 ->
+//!   pipeline -> forward), decide its fate (the written policy), fairness between customers.
+//! - [`http`]: the listeners: the subscription API server and the operations endpoints
+//!   (metrics, health, readiness).
+//! - [`shutdown`]: SIGINT/SIGTERM as a cancellation token.
+//! - [`cli`]: the command line as parsed.
+//! - [`commands`]: operator tools: `process`, `dlq`, `check`, `onboard`, `subscriptions`.
+//! - [`app`]: assembly: `run` (the daemon), `serve-api`, and the dispatch of every command.
 
-pub mod admin;
 pub mod app;
+pub mod aws;
 pub mod cli;
-pub mod credentials;
-pub mod daemon;
-pub mod dlq;
-pub mod download;
-pub mod envelope;
-pub mod filter;
+pub mod commands;
+pub mod core;
 pub mod forward;
+pub mod http;
 pub mod metrics;
-pub mod normalize;
-pub mod onboard;
-pub mod pipeline;
-pub mod preflight;
-pub mod process;
-pub mod queue;
-pub mod records;
 pub mod settings;
+pub mod shutdown;
 pub mod subscriptions;
+pub mod util;
 pub mod worker;

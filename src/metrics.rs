@@ -31,13 +31,13 @@ pub const HEARTBEATS: &str = "ctc_visibility_extensions_total";
 pub const CHECKPOINT_ERRORS: &str = "ctc_checkpoint_errors_total";
 
 /// Changes sent, by outcome (`accepted`, `rejected`, `unauthorized`, `gave_up`).
-pub use crate::forward::CHANGES_SENT_TOTAL as CHANGES_SENT;
+pub const CHANGES_SENT: &str = "ctc_changes_sent_total";
 /// Changes API requests, by status class.
-pub use crate::forward::REQUESTS_TOTAL as BIGPANDA_REQUESTS;
+pub const BIGPANDA_REQUESTS: &str = "ctc_bigpanda_requests_total";
 /// Changes API request duration, seconds.
-pub use crate::forward::REQUEST_DURATION_SECONDS as BIGPANDA_REQUEST_DURATION;
+pub const BIGPANDA_REQUEST_DURATION: &str = "ctc_bigpanda_request_duration_seconds";
 /// 429s (and 503s with Retry-After) that paused an API key.
-pub use crate::forward::THROTTLED_TOTAL as BIGPANDA_THROTTLED;
+pub const BIGPANDA_THROTTLED: &str = "ctc_bigpanda_throttled_total";
 
 /// Objects by failure kind (the fate reason: `corrupt_object`, `access_denied`, ...).
 pub const OBJECT_FAILURES: &str = "ctc_object_failures_total";

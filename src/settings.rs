@@ -2,14 +2,17 @@
 //! then `CTC__SECTION__KEY` environment variables; unknown keys are an error. [`load`]
 //! validates everything once and names the bad key and its allowed range.
 
-use crate::credentials::AwsSettings;
-use crate::filter::{FilterSettings, Policy};
+use crate::aws::credentials::AwsSettings;
+use crate::core::filter::{FilterSettings, Policy};
+use crate::core::normalize;
+use crate::core::records::Limits;
 use crate::forward::BigPandaSettings;
-use crate::normalize;
-use crate::records::Limits;
 use crate::subscriptions::seal::Sealer;
 use crate::subscriptions::StoreSpec;
-use crate::worker::{SqsSettings, WorkerSettings};
+pub mod worker;
+
+pub use worker::{SqsSettings, WorkerSettings};
+
 use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -113,57 +116,6 @@ struct RawSubscriptions {
     cache_ttl_seconds: u64,
     verify_role: bool,
     checkpoint_ttl_seconds: u64,
-}
-
-/// A list setting: a sequence, or one bare value (an environment variable without a comma
-/// arrives as a scalar, not a one-element list).
-///
-/// # Errors
-/// When the value is neither a list nor a single element.
-pub(crate) fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany<T> {
-        Many(Vec<T>),
-        One(T),
-    }
-    Ok(match OneOrMany::deserialize(deserializer)? {
-        OneOrMany::Many(v) => v,
-        OneOrMany::One(v) => vec![v],
-    })
-}
-
-/// A list of numbers: as [`one_or_many`], and also the strings a comma-separated environment
-/// variable gives (`"2,5,10"` arrives as `["2", "5", "10"]`).
-///
-/// # Errors
-/// When an element is neither a number nor a string holding one.
-pub(crate) fn numbers<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de> + std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Number<T> {
-        Plain(T),
-        Text(String),
-    }
-    one_or_many::<D, Number<T>>(deserializer)?
-        .into_iter()
-        .map(|n| match n {
-            Number::Plain(v) => Ok(v),
-            Number::Text(t) => t
-                .trim()
-                .parse()
-                .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a number: {e}"))),
-        })
-        .collect()
 }
 
 fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {

@@ -10,6 +10,7 @@
 //! - [`store`]: the storage contract; [`sqlite`] (one node) and [`dynamodb`] (a fleet) fulfil it.
 //! - [`cache`]: the workers' lookup with a short TTL and negative caching.
 
+pub mod api;
 pub mod cache;
 pub mod dynamodb;
 pub mod seal;
@@ -17,7 +18,7 @@ pub mod sqlite;
 pub mod store;
 pub mod validate;
 
-use crate::envelope::ObjectRef;
+use crate::core::envelope::ObjectRef;
 use seal::{SealError, Sealer};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;

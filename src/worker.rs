@@ -5,21 +5,20 @@
 
 pub mod fairness;
 pub mod fate;
+pub mod health;
 mod moved;
 pub mod object;
-mod settings;
 
-use crate::admin::ops::Health;
-use crate::credentials::Roles;
-use crate::envelope::{self, ObjectRef};
+use crate::aws::credentials::Roles;
+use crate::aws::queue::{Failure as DlqFailure, Queue, Received};
+use crate::core::envelope::{self, ObjectRef};
 use crate::forward::Forwarder;
 use crate::metrics as m;
-use crate::queue::{Failure as DlqFailure, Queue, Received};
 use crate::settings::Settings;
 use crate::subscriptions::cache::{Answer, Lookup};
 use crate::subscriptions::{checkpoint_id, fingerprint, Store, Subscriptions};
+use crate::worker::health::Health;
 use fate::{Failure, Fate, Processed, RetryPolicy};
-pub use settings::{SqsSettings, WorkerSettings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};

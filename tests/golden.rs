@@ -5,11 +5,11 @@
 //! for one record of every identity type are compared with `tests/data/golden/changes/*.json`;
 //! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites those (review the diff by hand).
 
-use cloudtrail_changes::filter::{Dedup, Policy, Reason};
-use cloudtrail_changes::normalize::{self, Origin};
-use cloudtrail_changes::pipeline::{Outcome, Pipeline, Tally};
-use cloudtrail_changes::process::{self, Request};
-use cloudtrail_changes::records::{self, Element, Limits, RecordReader, RecordsError};
+use cloudtrail_changes::commands::process::{self, Request};
+use cloudtrail_changes::core::filter::{Dedup, Policy, Reason};
+use cloudtrail_changes::core::normalize::{self, Origin};
+use cloudtrail_changes::core::pipeline::{Outcome, Pipeline, Tally};
+use cloudtrail_changes::core::records::{self, Element, Limits, RecordReader, RecordsError};
 use cloudtrail_changes::settings;
 use std::collections::HashMap;
 use std::fs::File;

@@ -9,11 +9,11 @@
 //! nesting in the reader, gzip bomb and size limits, `parse_event_time` directly) and
 //! `tests/properties.rs` (generated records and short random tails).
 
-use cloudtrail_changes::envelope::{self, classify_key, Decoded, EnvelopeError, SkipReason};
-use cloudtrail_changes::filter::{Dedup, Policy, Reason};
-use cloudtrail_changes::normalize::{self, Change, Origin};
-use cloudtrail_changes::pipeline::{Outcome, Pipeline, PipelineError, Tally};
-use cloudtrail_changes::records::{self, Limits, RecordsError};
+use cloudtrail_changes::core::envelope::{self, classify_key, Decoded, EnvelopeError, SkipReason};
+use cloudtrail_changes::core::filter::{Dedup, Policy, Reason};
+use cloudtrail_changes::core::normalize::{self, Change, Origin};
+use cloudtrail_changes::core::pipeline::{Outcome, Pipeline, PipelineError, Tally};
+use cloudtrail_changes::core::records::{self, Limits, RecordsError};
 use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use std::io::{Cursor, Write};

@@ -17,7 +17,7 @@
 //! (`scripts/moto.sh install`) and `cfn-lint` (`target/moto-venv/bin/python -m pip install
 //! cfn-lint==1.58.0`). A missing tool fails the test with that command.
 
-use cloudtrail_changes::onboard::{NOTIFICATION_ID, POLICY_NAME, ROLE_NAME};
+use cloudtrail_changes::commands::onboard::{NOTIFICATION_ID, POLICY_NAME, ROLE_NAME};
 use cloudtrail_changes::subscriptions::validate::{self, ExternalId};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

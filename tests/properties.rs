@@ -1,10 +1,10 @@
 //! Properties of the envelope decoder, the record stream and the mapping, over generated inputs.
 
-use cloudtrail_changes::envelope::{self, Decoded};
-use cloudtrail_changes::filter::{Dedup, Policy};
-use cloudtrail_changes::normalize::{self, Origin};
-use cloudtrail_changes::pipeline::{Outcome, Pipeline, Tally};
-use cloudtrail_changes::records::{self, Element, Limits, RecordReader, RecordsError};
+use cloudtrail_changes::core::envelope::{self, Decoded};
+use cloudtrail_changes::core::filter::{Dedup, Policy};
+use cloudtrail_changes::core::normalize::{self, Origin};
+use cloudtrail_changes::core::pipeline::{Outcome, Pipeline, Tally};
+use cloudtrail_changes::core::records::{self, Element, Limits, RecordReader, RecordsError};
 use flate2::write::GzEncoder;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -902,7 +902,7 @@ fn identified_record() -> BoxedStrategy<(Vec<(String, Value)>, Option<(String, i
 
 /// A policy that keeps every record with an identity (no read, noise, type or dedup filter).
 fn keep_all() -> Policy {
-    let settings = cloudtrail_changes::filter::FilterSettings {
+    let settings = cloudtrail_changes::core::filter::FilterSettings {
         include_data_events: true,
         include_network_activity_events: true,
         keep_failed: true,

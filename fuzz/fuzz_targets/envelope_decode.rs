@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use cloudtrail_changes::envelope::{self, Decoded};
+use cloudtrail_changes::core::envelope::{self, Decoded};
 use libfuzzer_sys::fuzz_target;
 
 /// An error or skip detail quotes at most 200 characters per message-supplied string (each

@@ -15,10 +15,10 @@
 
 #![no_main]
 
-use cloudtrail_changes::filter::{Dedup, Policy};
-use cloudtrail_changes::normalize::{self, Origin};
-use cloudtrail_changes::pipeline::{Outcome, Pipeline, Tally};
-use cloudtrail_changes::records::{self, Element, Limits, RecordReader, RecordsError};
+use cloudtrail_changes::core::filter::{Dedup, Policy};
+use cloudtrail_changes::core::normalize::{self, Origin};
+use cloudtrail_changes::core::pipeline::{Outcome, Pipeline, Tally};
+use cloudtrail_changes::core::records::{self, Element, Limits, RecordReader, RecordsError};
 use flate2::write::GzEncoder;
 use libfuzzer_sys::fuzz_target;
 use std::io::{self, Cursor, Read, Write};

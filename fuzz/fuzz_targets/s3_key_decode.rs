@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use cloudtrail_changes::envelope;
+use cloudtrail_changes::core::envelope;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! The fate of a message: what the worker does with it once processing ended. Pure: takes the
 //! outcome and the delivery count, returns the decision.
 
-use crate::envelope::SkipReason;
+use crate::core::envelope::SkipReason;
 
 /// Why processing a message failed, grouped by what can fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]

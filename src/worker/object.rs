@@ -4,15 +4,15 @@
 
 use super::fate::Failure;
 use super::Shared;
-use crate::credentials::CredentialsError;
-use crate::download::{self, DownloadError};
-use crate::envelope::ObjectRef;
-use crate::filter::{Dedup, Reason};
+use crate::aws::credentials::CredentialsError;
+use crate::aws::download::{self, DownloadError};
+use crate::core::envelope::ObjectRef;
+use crate::core::filter::{Dedup, Reason};
+use crate::core::normalize::Origin;
+use crate::core::pipeline::{Outcome, PipelineError, Tally};
+use crate::core::records::{self, RecordsError};
 use crate::forward::{Delivery, ForwardError, Keys};
 use crate::metrics as m;
-use crate::normalize::Origin;
-use crate::pipeline::{Outcome, PipelineError, Tally};
-use crate::records::{self, RecordsError};
 use crate::subscriptions::{checkpoint_id, Store, Subscription};
 use bytes::Bytes;
 use std::collections::BTreeSet;
@@ -156,7 +156,7 @@ fn spawn_parser(
     let object = object.clone();
     tokio::task::spawn_blocking(move || {
         let mut tally = Tally::default();
-        let pipeline = crate::pipeline::Pipeline {
+        let pipeline = crate::core::pipeline::Pipeline {
             policy: &settings.policy,
             normalize: settings.normalize,
             max_record_bytes: settings.records.max_record_bytes,

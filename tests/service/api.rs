@@ -5,9 +5,10 @@
 use crate::support::moto::{Moto, ACCOUNT_ID};
 use crate::support::proxy::{Fault, Match, Proxy};
 use base64::Engine;
-use cloudtrail_changes::admin;
-use cloudtrail_changes::app::{self, Parts};
+use cloudtrail_changes::app::Parts;
+use cloudtrail_changes::http;
 use cloudtrail_changes::settings::{self, Settings};
+use cloudtrail_changes::subscriptions::api;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -111,9 +112,10 @@ impl World {
         let mut world = World::bare(Some(moto));
         if let Backend::DynamoDb = backend {
             world.set("CTC__SUBSCRIPTIONS__STORE", &format!("dynamodb:{TABLE}"));
-            let created = app::init_table(&world.settings())
-                .await
-                .expect("the table is created");
+            let created =
+                cloudtrail_changes::commands::subscriptions::init_table(&world.settings())
+                    .await
+                    .expect("the table is created");
             assert!(created);
         }
         world
@@ -265,9 +267,9 @@ impl Answer {
 impl Api {
     async fn start(settings: &Settings) -> Api {
         let parts = Parts::open(settings).await.expect("the store opens");
-        let server = admin::Server::bind(
+        let server = http::Server::bind(
             "127.0.0.1:0".parse().expect("an address"),
-            admin::router(parts.api_state(settings)),
+            api::router(parts.api_state(settings)),
         )
         .await
         .expect("the API binds");
@@ -842,7 +844,7 @@ async fn a_body_that_is_not_json_gets_415_and_one_over_16_kib_gets_413() {
     assert!(message.contains("not valid JSON"), "{message}");
 
     // 16 KiB exactly is read; one byte more is refused unread.
-    let limit = admin::MAX_BODY_BYTES;
+    let limit = api::MAX_BODY_BYTES;
     assert_eq!(limit, 16 * 1024);
     let mut padded = body.clone().into_bytes();
     padded.resize(limit + 1, b' ');

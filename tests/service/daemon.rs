@@ -5,7 +5,7 @@
 use crate::support::aws::{Aws, Queues, SnsDelivery};
 use crate::support::bigpanda::{BigPanda, Reply};
 use crate::support::moto::Moto;
-use cloudtrail_changes::daemon::Daemon;
+use cloudtrail_changes::app::daemon::Daemon;
 use cloudtrail_changes::settings::{self, Settings};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -65,13 +65,13 @@ fn cloudtrail_key(file: &str) -> String {
 /// What `process` prints for `file`, as JSON values, metadata key set to `key`.
 fn expected_changes(file: &Path, bucket: &str, key: &str) -> Vec<Value> {
     let settings = settings::load_with_env(None, HashMap::new()).expect("defaults");
-    let request = cloudtrail_changes::process::Request {
+    let request = cloudtrail_changes::commands::process::Request {
         paths: vec![file.to_path_buf()],
         explain: false,
         bucket: Some(bucket.to_owned()),
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let _ = cloudtrail_changes::process::run(&settings, &request, &mut out, &mut err);
+    let _ = cloudtrail_changes::commands::process::run(&settings, &request, &mut out, &mut err);
     String::from_utf8(out)
         .expect("utf-8")
         .lines()

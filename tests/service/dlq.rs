@@ -4,7 +4,7 @@
 use crate::daemon::Stack;
 use aws_sdk_sqs::types::{Message, MessageAttributeValue};
 use cloudtrail_changes::cli::RedriveArgs;
-use cloudtrail_changes::dlq::{self, DlqError};
+use cloudtrail_changes::commands::dlq::{self, DlqError};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

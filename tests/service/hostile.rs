@@ -871,24 +871,24 @@ async fn odd_records_in_a_real_object_are_delivered_as_the_pipeline_maps_them_de
     let key = log_key("odd-records");
     // What the pipeline makes of it, outside the daemon.
     let settings = stack.settings(&[]);
-    let pipeline = cloudtrail_changes::pipeline::Pipeline {
+    let pipeline = cloudtrail_changes::core::pipeline::Pipeline {
         policy: &settings.policy,
         normalize: settings.normalize,
         max_record_bytes: settings.records.max_record_bytes,
     };
     let mut expected = BTreeMap::new();
-    let mut tally = cloudtrail_changes::pipeline::Tally::default();
-    let origin = cloudtrail_changes::normalize::Origin {
+    let mut tally = cloudtrail_changes::core::pipeline::Tally::default();
+    let origin = cloudtrail_changes::core::normalize::Origin {
         bucket: Some(&stack.bucket),
         key: &key,
     };
     let ran = pipeline.run(
         json.as_bytes(),
         origin,
-        &mut cloudtrail_changes::filter::Dedup::default(),
+        &mut cloudtrail_changes::core::filter::Dedup::default(),
         &mut tally,
         |outcome| {
-            if let cloudtrail_changes::pipeline::Outcome::Change(c) = outcome {
+            if let cloudtrail_changes::core::pipeline::Outcome::Change(c) = outcome {
                 let value = serde_json::to_value(&c).expect("a change serializes");
                 expected.insert(c.identifier.clone(), value);
             }

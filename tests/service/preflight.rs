@@ -9,7 +9,7 @@ use crate::support::moto::ACCOUNT_ID;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::types::QueueAttributeName;
 use cloudtrail_changes::app::Parts;
-use cloudtrail_changes::preflight::{self, Problem, Summary};
+use cloudtrail_changes::commands::preflight::{self, Problem, Summary};
 use cloudtrail_changes::settings::{self, Settings};
 use cloudtrail_changes::subscriptions::validate;
 use serde_json::json;
@@ -536,7 +536,7 @@ async fn startup_refuses_a_missing_queue_with_a_message_that_says_how_to_fix_it(
     let missing = format!("{}/{ACCOUNT_ID}/gone", stack.moto.endpoint());
     let bad = stack.settings(&[("CTC__SQS__QUEUE_URL", &missing)]);
     let unset = stack.settings(&[("CTC__SQS__QUEUE_URL", "")]);
-    let aws = cloudtrail_changes::credentials::sdk_config(&good.aws).await;
+    let aws = cloudtrail_changes::aws::credentials::sdk_config(&good.aws).await;
 
     let ok = preflight::startup(&good, &aws).await;
     let gone = preflight::startup(&bad, &aws)

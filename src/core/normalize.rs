@@ -8,7 +8,7 @@
 mod identity;
 mod json;
 
-use crate::records::{Malformed, Record};
+use crate::core::records::{Malformed, Record};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;

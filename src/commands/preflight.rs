@@ -13,9 +13,9 @@
 //! `--subscriptions`, every subscription's role with its external ID. API and app keys are
 //! never printed.
 
-use crate::credentials::{self, CredentialsError, Roles};
+use crate::aws::credentials::{self, CredentialsError, Roles};
+use crate::aws::queue::{parse_queue_arn, parse_redrive_policy};
 use crate::forward::SinkMode;
-use crate::queue::{parse_queue_arn, parse_redrive_policy};
 use crate::settings::Settings;
 use crate::subscriptions::{StoreError, StoreSpec, Subscription, Subscriptions};
 use crate::worker::fate::retry_delay;

@@ -4,7 +4,7 @@
 //! The steps, in order: malformed, category, read-only, failed, event type, noise; then
 //! [`Dedup`] drops an `eventID` already seen.
 
-use crate::records::{Element, Record};
+use crate::core::records::{Element, Record};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -195,16 +195,16 @@ pub struct FilterSettings {
     /// Send a repeated `eventID` once.
     pub deduplicate: bool,
     /// The `eventType`s that are changes.
-    #[serde(deserialize_with = "crate::settings::one_or_many")]
+    #[serde(deserialize_with = "crate::util::de::one_or_many")]
     pub event_types: Vec<String>,
     /// Event-name prefixes that mark a read where `readOnly` is absent.
-    #[serde(deserialize_with = "crate::settings::one_or_many")]
+    #[serde(deserialize_with = "crate::util::de::one_or_many")]
     pub read_prefixes: Vec<String>,
     /// Event-name globs that are noise (replaces the default list).
-    #[serde(deserialize_with = "crate::settings::one_or_many")]
+    #[serde(deserialize_with = "crate::util::de::one_or_many")]
     pub noise: Vec<String>,
     /// Event-name globs added to `noise`.
-    #[serde(deserialize_with = "crate::settings::one_or_many")]
+    #[serde(deserialize_with = "crate::util::de::one_or_many")]
     pub extra_noise: Vec<String>,
 }
 

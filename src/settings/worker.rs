@@ -30,7 +30,7 @@ pub struct WorkerSettings {
     /// After SIGTERM, how long in-flight messages may finish before they are released.
     pub shutdown_grace_seconds: u64,
     /// Visibility delays after the 1st, 2nd, ... failed attempt; the last repeats.
-    #[serde(deserialize_with = "crate::settings::numbers")]
+    #[serde(deserialize_with = "crate::util::de::numbers")]
     pub retry_backoff_seconds: Vec<u32>,
     /// How long a message of a busy subscription is given back for.
     pub defer_seconds: u32,

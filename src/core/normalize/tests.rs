@@ -1,5 +1,5 @@
 use super::*;
-use crate::records::Element;
+use crate::core::records::Element;
 
 fn change_with(json: &str, opts: Options) -> Change {
     let element: Element<'_> = serde_json::from_str(json).expect("test JSON");

@@ -7,7 +7,7 @@
 //! ([`RawValue`]) until a kept record needs them.
 //!
 //! A record of the wrong shape (not an object, no `eventID`, ...) is not an error here: it is
-//! handed on and the [`filter`](crate::filter) counts it as malformed. Broken JSON, a truncated
+//! handed on and the [`filter`](crate::core::filter) counts it as malformed. Broken JSON, a truncated
 //! stream or a limit overrun is an error that carries the byte offset; the records handed on
 //! before it stay handed on (the caller decides their fate).
 //!

@@ -1,33 +1,35 @@
 use super::*;
 
-const SNS_S3_EVENT: &str = include_str!("../../tests/data/envelopes/sns_s3_event.json");
+const SNS_S3_EVENT: &str = include_str!("../../../tests/data/envelopes/sns_s3_event.json");
 const SNS_S3_EVENT_SEVERAL: &str =
-    include_str!("../../tests/data/envelopes/sns_s3_event_several_records.json");
-const SNS_S3_EVENT_MOTO: &str = include_str!("../../tests/data/envelopes/sns_s3_event_moto.json");
-const S3_EVENT: &str = include_str!("../../tests/data/envelopes/s3_event.json");
+    include_str!("../../../tests/data/envelopes/sns_s3_event_several_records.json");
+const SNS_S3_EVENT_MOTO: &str =
+    include_str!("../../../tests/data/envelopes/sns_s3_event_moto.json");
+const S3_EVENT: &str = include_str!("../../../tests/data/envelopes/s3_event.json");
 const S3_EVENT_ENCODED_KEYS: &str =
-    include_str!("../../tests/data/envelopes/s3_event_encoded_keys.json");
+    include_str!("../../../tests/data/envelopes/s3_event_encoded_keys.json");
 const S3_EVENT_SKIPPED_OBJECTS: &str =
-    include_str!("../../tests/data/envelopes/s3_event_skipped_objects.json");
+    include_str!("../../../tests/data/envelopes/s3_event_skipped_objects.json");
 const S3_EVENT_WITHOUT_KEY: &str =
-    include_str!("../../tests/data/envelopes/s3_event_without_key.json");
-const S3_TEST_EVENT: &str = include_str!("../../tests/data/envelopes/s3_test_event.json");
-const SNS_S3_TEST_EVENT: &str = include_str!("../../tests/data/envelopes/sns_s3_test_event.json");
+    include_str!("../../../tests/data/envelopes/s3_event_without_key.json");
+const S3_TEST_EVENT: &str = include_str!("../../../tests/data/envelopes/s3_test_event.json");
+const SNS_S3_TEST_EVENT: &str =
+    include_str!("../../../tests/data/envelopes/sns_s3_test_event.json");
 const SNS_CLOUDTRAIL: &str =
-    include_str!("../../tests/data/envelopes/sns_cloudtrail_notification.json");
-const CLOUDTRAIL: &str = include_str!("../../tests/data/envelopes/cloudtrail_notification.json");
+    include_str!("../../../tests/data/envelopes/sns_cloudtrail_notification.json");
+const CLOUDTRAIL: &str = include_str!("../../../tests/data/envelopes/cloudtrail_notification.json");
 const SNS_VALIDATION: &str =
-    include_str!("../../tests/data/envelopes/sns_cloudtrail_validation_message.json");
+    include_str!("../../../tests/data/envelopes/sns_cloudtrail_validation_message.json");
 const SNS_SUBSCRIPTION: &str =
-    include_str!("../../tests/data/envelopes/sns_subscription_confirmation.json");
+    include_str!("../../../tests/data/envelopes/sns_subscription_confirmation.json");
 const EVENTBRIDGE_CREATED: &str =
-    include_str!("../../tests/data/envelopes/eventbridge_object_created.json");
+    include_str!("../../../tests/data/envelopes/eventbridge_object_created.json");
 const EVENTBRIDGE_DELETED: &str =
-    include_str!("../../tests/data/envelopes/eventbridge_object_deleted.json");
+    include_str!("../../../tests/data/envelopes/eventbridge_object_deleted.json");
 const CLOUDTRAIL_LOG_FILE: &str =
-    include_str!("../../tests/data/envelopes/cloudtrail_log_file.json");
+    include_str!("../../../tests/data/envelopes/cloudtrail_log_file.json");
 const SNS_MESSAGE_NOT_JSON: &str =
-    include_str!("../../tests/data/envelopes/sns_message_not_json.json");
+    include_str!("../../../tests/data/envelopes/sns_message_not_json.json");
 
 const ALL_SAMPLES: [&str; 17] = [
     SNS_S3_EVENT,

@@ -28,8 +28,8 @@
 //!
 //! Policy building is pure ([`plan`], [`render_text`]); only [`run`] does I/O (STS, output).
 
+use crate::aws::credentials::{self, AwsSettings};
 use crate::cli::OnboardArgs;
-use crate::credentials::{self, AwsSettings};
 use crate::settings::Settings;
 use crate::subscriptions::validate::{BucketName, ExternalId, Region};
 use aws_config::retry::RetryConfig;
@@ -1075,7 +1075,7 @@ mod tests {
 
     #[test]
     fn notified_keys_are_the_log_files_the_daemon_reads() {
-        use crate::envelope::classify_key;
+        use crate::core::envelope::classify_key;
         let file = "us-east-1/2024/01/02/111122223333_CloudTrail_us-east-1_20240102T0000Z_x";
         for given in ["", "team", "a/b/AWSLogs/o-abc123defg"] {
             let p = KeyPrefix::parse(given).expect("prefix");

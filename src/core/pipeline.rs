@@ -1,9 +1,9 @@
 //! Runs one object's JSON through records -> filter -> normalize, handing each outcome to the
 //! caller and tallying it. No I/O of its own: the caller brings the bytes and takes the changes.
 
-use crate::filter::{Dedup, Policy, Reason};
-use crate::normalize::{self, Change, Origin};
-use crate::records::{Element, Malformed, RecordReader, RecordsError};
+use crate::core::filter::{Dedup, Policy, Reason};
+use crate::core::normalize::{self, Change, Origin};
+use crate::core::records::{Element, Malformed, RecordReader, RecordsError};
 use std::io::Read;
 
 /// What happened to one record.

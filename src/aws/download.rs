@@ -3,7 +3,7 @@
 //! is paced to the Changes API's rate limit and may take minutes), so no S3 connection idles
 //! mid-object, and memory stays bounded whatever the object's size.
 
-use crate::envelope::ObjectRef;
+use crate::core::envelope::ObjectRef;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};

@@ -1,10 +1,10 @@
 //! `process`: the pipeline over local files, the same bytes the daemon reads from S3. Writes
 //! each change as one line of JSON (the exact body the daemon POSTs) and reports the rest.
 
-use crate::filter::{Dedup, Reason};
-use crate::normalize::Origin;
-use crate::pipeline::{Outcome, Pipeline, PipelineError, Tally};
-use crate::records;
+use crate::core::filter::{Dedup, Reason};
+use crate::core::normalize::Origin;
+use crate::core::pipeline::{Outcome, Pipeline, PipelineError, Tally};
+use crate::core::records;
 use crate::settings::Settings;
 use std::fs::File;
 use std::io::{self, Write};
@@ -36,6 +36,29 @@ pub struct Summary {
 #[derive(Debug, thiserror::Error)]
 #[error("writing output failed: {0}")]
 pub struct OutputError(#[from] pub io::Error);
+
+/// `process`: the pipeline over the named files, changes to stdout, the summary to stderr;
+/// `Ok(false)` when any file failed (the others were still processed).
+///
+/// # Errors
+/// [`OutputError`] when stdout or stderr cannot be written (a closed pipe is not an error).
+pub fn command(settings: &Settings, args: crate::cli::ProcessArgs) -> Result<bool, OutputError> {
+    let request = Request {
+        paths: args.paths,
+        explain: args.explain,
+        bucket: args.bucket,
+    };
+    let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
+    let mut err = io::stderr().lock();
+    let summary = match run(settings, &request, &mut out, &mut err) {
+        Ok(summary) => summary,
+        // The reader of our output went away (`| head`): nothing left to report.
+        Err(e) if e.0.kind() == io::ErrorKind::BrokenPipe => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    writeln!(err, "{}", summary.report())?;
+    Ok(summary.failed.is_empty())
+}
 
 /// Runs the pipeline over `request.paths`, writing changes to `out` and `--explain` lines and
 /// per-file errors to `err`. A file that fails is reported and the run goes on.

@@ -1,7 +1,7 @@
 //! `userIdentity` -> the `user_name`, `user_type`, `user_arn` and `user_session` tags.
 
 use super::TagBuilder;
-use crate::records::Lenient;
+use crate::core::records::Lenient;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -135,8 +135,8 @@ impl Roles {
         region: &str,
         bucket: &str,
         key: &str,
-    ) -> Result<crate::admin::diagnose::SampleRead, CredentialsError> {
-        use crate::admin::diagnose::SampleRead;
+    ) -> Result<crate::aws::diagnose::SampleRead, CredentialsError> {
+        use crate::aws::diagnose::SampleRead;
         let s3 = self.s3_client(role, external_id, region).await?;
         let result = s3
             .get_object()

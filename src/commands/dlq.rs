@@ -13,10 +13,10 @@
 //! A message the daemon moved carries its `failure_reason`, `failure_detail`, `source_queue` and
 //! `failed_at` as message attributes; one that SQS's own redrive moved carries none.
 
+use crate::aws::credentials;
+use crate::aws::queue::{Queue, QueueError};
 use crate::cli::RedriveArgs;
-use crate::credentials;
-use crate::envelope;
-use crate::queue::{Queue, QueueError};
+use crate::core::envelope;
 use crate::settings::Settings;
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::{
@@ -110,7 +110,7 @@ impl From<QueueError> for DlqError {
 /// [`DlqError`] naming the queue and the call that failed.
 pub async fn peek(settings: &Settings, max: usize, out: &mut dyn Write) -> Result<usize, DlqError> {
     let stop = CancellationToken::new();
-    let signals = tokio::spawn(crate::app::cancel_on_signal(stop.clone()));
+    let signals = tokio::spawn(crate::shutdown::cancel_on_signal(stop.clone()));
     let result = peek_until(settings, max, out, &stop).await;
     signals.abort();
     result
@@ -211,7 +211,7 @@ pub async fn redrive(
     out: &mut dyn Write,
 ) -> Result<usize, DlqError> {
     let stop = CancellationToken::new();
-    let signals = tokio::spawn(crate::app::cancel_on_signal(stop.clone()));
+    let signals = tokio::spawn(crate::shutdown::cancel_on_signal(stop.clone()));
     let result = redrive_until(settings, args, out, &stop).await;
     signals.abort();
     result

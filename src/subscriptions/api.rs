@@ -1,15 +1,13 @@
-//! The HTTP side of the daemon: the subscription API (`/v1/subscriptions`), JSON in and out,
-//! and the operations listener ([`ops`]: metrics, health, readiness).
+//! The subscription API's handlers (`/v1/subscriptions`), JSON in and out; served by
+//! [`crate::http::Server`].
 //! Every answer that is not a success carries `{"error": "<what to do>"}`; a refused subscribe
 //! writes nothing. Keys are never echoed whole and never logged.
 
-pub mod diagnose;
-pub mod ops;
-
-use crate::credentials::{CredentialsError, Roles};
-use crate::subscriptions::cache::Lookup;
-use crate::subscriptions::validate::{self, Invalid};
-use crate::subscriptions::{Put, StoreError, Subscriptions};
+use super::cache::Lookup;
+use super::validate::{self, Invalid};
+use super::{Put, StoreError, Subscriptions};
+use crate::aws::credentials::{CredentialsError, Roles};
+use crate::aws::diagnose;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -19,9 +17,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -59,73 +55,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-/// A bound HTTP server: [`Server::bind`] takes the port (0 picks one), [`Server::run`] serves.
-pub struct Server {
-    listener: tokio::net::TcpListener,
-    router: Router,
-}
-
-impl Server {
-    /// Binds `addr`.
-    ///
-    /// # Errors
-    /// The bind error, naming the address.
-    pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        Ok(Self { listener, router })
-    }
-
-    /// The bound address.
-    ///
-    /// # Errors
-    /// When the socket has no local address (never in practice).
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// Serves until `stop` is cancelled, then lets open requests finish (for up to 10 s).
-    /// A request head must arrive within [`HEADER_TIMEOUT`] and a request be handled within
-    /// [`REQUEST_TIMEOUT`], so slow or stalled clients cannot hold connections; an accept error
-    /// (too many open files) pauses accepting instead of ending the server.
-    ///
-    /// # Errors
-    /// Never in practice; the signature leaves room for listener errors.
-    pub async fn run(self, stop: CancellationToken) -> std::io::Result<()> {
-        use hyper_util::rt::{TokioIo, TokioTimer};
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT);
-        loop {
-            let stream = tokio::select! {
-                () = stop.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed; pausing");
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                        continue;
-                    }
-                },
-            };
-            let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            });
-        }
-        drop(self.listener);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
-        Ok(())
-    }
-}
-
-/// How long a client may take to send a request head.
-pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long one request may take, body included.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -3,15 +3,18 @@
 //! the operations listener until stopped, with a main-loop tick that feeds `/healthz`, the
 //! systemd watchdog and the readiness probe of the store.
 
-use crate::admin::ops::{self, Health};
-use crate::admin::{self, ApiState, Server};
-use crate::app::{cancel_on_signal, AppError, Parts};
-use crate::credentials::Roles;
+use crate::app::{AppError, Parts};
+use crate::aws::credentials::Roles;
+use crate::aws::queue::Queue;
 use crate::forward::Forwarder;
-use crate::queue::Queue;
+use crate::http::ops;
+use crate::http::Server;
 use crate::settings::Settings;
+use crate::shutdown::cancel_on_signal;
+use crate::subscriptions::api::{self, ApiState};
 use crate::subscriptions::cache::Lookup;
 use crate::subscriptions::{Store, Subscriptions};
+use crate::worker::health::Health;
 use crate::worker::Worker;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sd_notify::NotifyState;
@@ -50,7 +53,7 @@ impl Daemon {
         let settings = Arc::new(settings);
         let parts = Parts::open(&settings).await?;
         // Refuse to start on a missing or unreachable queue, saying how to fix it.
-        crate::preflight::startup(&settings, &parts.aws)
+        crate::commands::preflight::startup(&settings, &parts.aws)
             .await
             .map_err(|e| AppError::Usage(e.to_string()))?;
         let queue = resolve_queue(&settings, &parts.aws).await?;
@@ -66,7 +69,7 @@ impl Daemon {
                     .then(|| Arc::clone(&roles)),
                 lookup: Some(Arc::clone(&lookup)),
             });
-            Some(Server::bind(settings.api.listen, admin::router(state)).await?)
+            Some(Server::bind(settings.api.listen, api::router(state)).await?)
         } else {
             None
         };

@@ -1,0 +1,3 @@
+//! Small helpers shared by every layer: no I/O, no knowledge of the pipeline.
+
+pub mod de;
