@@ -24,7 +24,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
-pub use store::{Put, Row, Store, StoreError, Tombstone, TOMBSTONE_RETENTION_SECONDS};
+pub use store::{
+    Checkpoints, Put, Row, Rows, Store, StoreError, Tombstone, Tombstones,
+    TOMBSTONE_RETENTION_SECONDS,
+};
 use validate::SubscribeRequest;
 
 /// Where subscriptions are kept (`subscriptions.store`).
@@ -175,7 +178,7 @@ pub enum AnyStore {
     DynamoDb(dynamodb::DynamoStore),
 }
 
-impl Store for AnyStore {
+impl Rows for AnyStore {
     async fn put(&self, row: &Row) -> Result<Put, StoreError> {
         match self {
             Self::Sqlite(s) => s.put(row).await,
@@ -206,6 +209,9 @@ impl Store for AnyStore {
             Self::DynamoDb(s) => s.list(owner).await,
         }
     }
+}
+
+impl Checkpoints for AnyStore {
     async fn checkpoint(&self, object: &str) -> Result<Option<u64>, StoreError> {
         match self {
             Self::Sqlite(s) => s.checkpoint(object).await,
@@ -229,6 +235,15 @@ impl Store for AnyStore {
             Self::DynamoDb(s) => s.clear_checkpoint(object).await,
         }
     }
+    async fn clear_checkpoints(&self, bucket: &str) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.clear_checkpoints(bucket).await,
+            Self::DynamoDb(s) => s.clear_checkpoints(bucket).await,
+        }
+    }
+}
+
+impl Tombstones for AnyStore {
     async fn tombstone(&self, bucket: &str, now: i64) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.tombstone(bucket, now).await,
@@ -257,12 +272,6 @@ impl Store for AnyStore {
         match self {
             Self::Sqlite(s) => s.list_tombstones().await,
             Self::DynamoDb(s) => s.list_tombstones().await,
-        }
-    }
-    async fn clear_checkpoints(&self, bucket: &str) -> Result<u64, StoreError> {
-        match self {
-            Self::Sqlite(s) => s.clear_checkpoints(bucket).await,
-            Self::DynamoDb(s) => s.clear_checkpoints(bucket).await,
         }
     }
 }

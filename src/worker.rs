@@ -16,7 +16,7 @@ use crate::forward::Forwarder;
 use crate::metrics as m;
 use crate::settings::Settings;
 use crate::subscriptions::cache::{Answer, Lookup};
-use crate::subscriptions::{checkpoint_id, fingerprint, Store, Subscriptions};
+use crate::subscriptions::{checkpoint_id, fingerprint, Checkpoints, Subscriptions};
 use crate::worker::health::Health;
 use fate::{Failure, Fate, Processed, RetryPolicy};
 use std::sync::Arc;

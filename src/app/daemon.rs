@@ -13,7 +13,7 @@ use crate::settings::Settings;
 use crate::shutdown::cancel_on_signal;
 use crate::subscriptions::api::{self, ApiState};
 use crate::subscriptions::cache::Lookup;
-use crate::subscriptions::{Store, Subscriptions};
+use crate::subscriptions::{Rows, Subscriptions};
 use crate::worker::health::Health;
 use crate::worker::Worker;
 use metrics_exporter_prometheus::PrometheusHandle;

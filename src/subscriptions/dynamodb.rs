@@ -18,7 +18,9 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::store::{Put, Row, Store, StoreError, Tombstone, TOMBSTONE_RETENTION_SECONDS};
+use super::store::{
+    Checkpoints, Put, Row, Rows, StoreError, Tombstone, Tombstones, TOMBSTONE_RETENTION_SECONDS,
+};
 
 const BACKEND: &str = "dynamodb";
 /// The global secondary index `list(Some(owner))` queries.
@@ -483,7 +485,7 @@ fn tombstone_value(item: &Item) -> Result<Option<(String, Tombstone)>, StoreErro
     })
 }
 
-impl Store for DynamoStore {
+impl Rows for DynamoStore {
     async fn put(&self, row: &Row) -> Result<Put, StoreError> {
         let conflict = || StoreError::Conflict {
             bucket: row.bucket_name.clone(),
@@ -585,7 +587,9 @@ impl Store for DynamoStore {
         };
         sorted_rows(&items)
     }
+}
 
+impl Checkpoints for DynamoStore {
     async fn checkpoint(&self, object: &str) -> Result<Option<u64>, StoreError> {
         let key = checkpoint_key(object);
         match self.get_item(&key, "checkpoint").await? {
@@ -627,6 +631,28 @@ impl Store for DynamoStore {
         Ok(())
     }
 
+    async fn clear_checkpoints(&self, bucket: &str) -> Result<u64, StoreError> {
+        let prefix = checkpoint_key(&format!("{bucket}/"));
+        let items = self.scan_prefix(&prefix, "clear_checkpoints").await?;
+        let mut cleared = 0;
+        for item in &items {
+            let Ok(key) = string(item, "bucket_name") else {
+                continue;
+            };
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("bucket_name", s(&key))
+                .send()
+                .await
+                .map_err(|e| self.unavailable("clear_checkpoints", &e))?;
+            cleared += 1;
+        }
+        Ok(cleared)
+    }
+}
+
+impl Tombstones for DynamoStore {
     async fn tombstone(&self, bucket: &str, now: i64) -> Result<(), StoreError> {
         self.client
             .put_item()
@@ -703,26 +729,6 @@ impl Store for DynamoStore {
         tombstones.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(tombstones)
     }
-
-    async fn clear_checkpoints(&self, bucket: &str) -> Result<u64, StoreError> {
-        let prefix = checkpoint_key(&format!("{bucket}/"));
-        let items = self.scan_prefix(&prefix, "clear_checkpoints").await?;
-        let mut cleared = 0;
-        for item in &items {
-            let Ok(key) = string(item, "bucket_name") else {
-                continue;
-            };
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .key("bucket_name", s(&key))
-                .send()
-                .await
-                .map_err(|e| self.unavailable("clear_checkpoints", &e))?;
-            cleared += 1;
-        }
-        Ok(cleared)
-    }
 }
 
 #[cfg(test)]
@@ -730,6 +736,7 @@ mod tests {
     //! Run against a local endpoint (moto in server mode):
     //! `CTC_TEST_DYNAMODB_ENDPOINT=http://127.0.0.1:5055 cargo test --lib dynamodb`.
     use super::*;
+    use crate::subscriptions::store::conformance::{self, row, Backend};
 
     const ENDPOINT_VAR: &str = "CTC_TEST_DYNAMODB_ENDPOINT";
 
@@ -745,10 +752,14 @@ mod tests {
         Client::new(&config)
     }
 
-    /// A store on a fresh table, or `None` (after saying so) when no endpoint is configured.
+    /// A store on a fresh table, or `None` (a skip; a failure with `CI` set) when no endpoint
+    /// is configured.
     async fn store(test: &str) -> Option<DynamoStore> {
         let Ok(endpoint) = std::env::var(ENDPOINT_VAR) else {
-            println!("skipped dynamodb test {test}: {ENDPOINT_VAR} is not set");
+            conformance::skip(
+                &format!("dynamodb::{test}"),
+                &format!("{ENDPOINT_VAR} is not set"),
+            );
             return None;
         };
         let nanos = SystemTime::now()
@@ -761,24 +772,36 @@ mod tests {
         Some(store)
     }
 
+    /// DynamoDB stores on one fresh table, each made by its own client like another node.
+    struct Dynamo(String);
+
+    impl Backend for Dynamo {
+        type Store = DynamoStore;
+        async fn fresh(&self) -> DynamoStore {
+            store(&self.0).await.expect("checked by backend()")
+        }
+        async fn another(&self, store: &DynamoStore) -> DynamoStore {
+            second(store).await
+        }
+    }
+
+    async fn backend(test: &str) -> Option<Dynamo> {
+        if std::env::var(ENDPOINT_VAR).is_err() {
+            conformance::skip(
+                &format!("dynamodb::{test}"),
+                &format!("{ENDPOINT_VAR} is not set"),
+            );
+            return None;
+        }
+        Some(Dynamo(test.to_owned()))
+    }
+
+    conformance::suite!(backend);
+
     /// Another store on the same table with its own client, like another node.
     async fn second(store: &DynamoStore) -> DynamoStore {
         let endpoint = std::env::var(ENDPOINT_VAR).expect("endpoint");
         DynamoStore::new(client(&endpoint).await, store.table())
-    }
-
-    fn row(bucket: &str, owner: &str, at: i64) -> Row {
-        Row {
-            bucket_name: bucket.to_owned(),
-            bucket_region: "us-east-1".to_owned(),
-            iam_role_arn: format!("arn:aws:iam::123456789012:role/{bucket}"),
-            iam_role_external_id: format!("ext-{bucket}"),
-            api_key: format!("sealed-api-{owner}"),
-            app_key: format!("sealed-app-{owner}"),
-            owner: owner.to_owned(),
-            created_at: at,
-            updated_at: at,
-        }
     }
 
     #[tokio::test]
@@ -797,96 +820,6 @@ mod tests {
         let ttl = ttl.time_to_live_description().expect("ttl description");
         assert_eq!(ttl.attribute_name(), Some(TTL_ATTRIBUTE));
         assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
-    }
-
-    #[tokio::test]
-    async fn put_creates_then_updates_keeping_created_at() {
-        let Some(store) = store("update").await else {
-            return;
-        };
-        assert_eq!(
-            store.put(&row("b1", "o1", 100)).await.expect("put"),
-            Put::Created
-        );
-
-        let mut changed = row("b1", "o1", 200);
-        changed.bucket_region = "eu-west-1".to_owned();
-        changed.api_key = "sealed-new".to_owned();
-        assert_eq!(store.put(&changed).await.expect("put"), Put::Updated);
-
-        let stored = store.get("b1").await.expect("get").expect("row");
-        assert_eq!(stored.created_at, 100);
-        assert_eq!(stored.updated_at, 200);
-        assert_eq!(stored.bucket_region, "eu-west-1");
-        assert_eq!(stored.api_key, "sealed-new");
-        assert_eq!(store.get("missing").await.expect("get"), None);
-    }
-
-    #[tokio::test]
-    async fn put_by_another_owner_conflicts_and_writes_nothing() {
-        let Some(store) = store("conflict").await else {
-            return;
-        };
-        let original = row("b1", "o1", 100);
-        store.put(&original).await.expect("put");
-
-        let err = store.put(&row("b1", "o2", 200)).await.unwrap_err();
-        assert!(
-            matches!(err, StoreError::Conflict { ref bucket } if bucket == "b1"),
-            "{err:?}"
-        );
-        assert_eq!(store.get("b1").await.expect("get"), Some(original));
-    }
-
-    #[tokio::test]
-    async fn delete_owned_needs_the_owner() {
-        let Some(store) = store("delete").await else {
-            return;
-        };
-        store.put(&row("b1", "o1", 100)).await.expect("put");
-
-        assert!(!store.delete_owned("b1", "o2").await.expect("delete"));
-        assert!(store.get("b1").await.expect("get").is_some());
-        assert!(!store.delete_owned("missing", "o1").await.expect("delete"));
-        assert!(store.delete_owned("b1", "o1").await.expect("delete"));
-        assert_eq!(store.get("b1").await.expect("get"), None);
-    }
-
-    #[tokio::test]
-    async fn remove_deletes_whoever_owns() {
-        let Some(store) = store("remove").await else {
-            return;
-        };
-        store.put(&row("b1", "o1", 100)).await.expect("put");
-
-        assert!(store.remove("b1").await.expect("remove"));
-        assert!(!store.remove("b1").await.expect("remove"));
-        assert_eq!(store.get("b1").await.expect("get"), None);
-    }
-
-    #[tokio::test]
-    async fn list_is_ordered_filters_by_owner_and_hides_checkpoints() {
-        let Some(store) = store("list").await else {
-            return;
-        };
-        for (bucket, owner) in [("c", "o1"), ("a", "o2"), ("b", "o1")] {
-            store.put(&row(bucket, owner, 1)).await.expect("put");
-        }
-        store
-            .save_checkpoint("a/key#etag", 4, 3600)
-            .await
-            .expect("save");
-        let names = |rows: Vec<Row>| rows.into_iter().map(|r| r.bucket_name).collect::<Vec<_>>();
-
-        assert_eq!(
-            names(store.list(None).await.expect("list")),
-            ["a", "b", "c"]
-        );
-        assert_eq!(
-            names(store.list(Some("o1")).await.expect("list")),
-            ["b", "c"]
-        );
-        assert!(store.list(Some("nobody")).await.expect("list").is_empty());
     }
 
     #[tokio::test]
@@ -927,199 +860,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rows_persist_for_a_new_client() {
-        let Some(store) = store("reopen").await else {
-            return;
-        };
-        let original = row("b1", "o1", 100);
-        store.put(&original).await.expect("put");
-        store.save_checkpoint("obj", 7, 3600).await.expect("save");
-        let table = store.table().to_owned();
-        drop(store);
-
-        let endpoint = std::env::var(ENDPOINT_VAR).expect("endpoint");
-        let store = DynamoStore::new(client(&endpoint).await, table);
-        assert_eq!(store.get("b1").await.expect("get"), Some(original));
-        assert_eq!(store.checkpoint("obj").await.expect("checkpoint"), Some(7));
-    }
-
-    #[tokio::test]
-    async fn second_store_on_the_same_table_sees_writes() {
-        let Some(first) = store("second").await else {
-            return;
-        };
-        let second = second(&first).await;
-
-        first.put(&row("b1", "o1", 100)).await.expect("put");
-        assert_eq!(
-            second.get("b1").await.expect("get").map(|r| r.owner),
-            Some("o1".into())
-        );
-        let err = second.put(&row("b1", "o2", 200)).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
-        assert!(second.remove("b1").await.expect("remove"));
-        assert_eq!(first.get("b1").await.expect("get"), None);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_puts_have_one_winner() {
-        let Some(store) = store("race").await else {
-            return;
-        };
-        let mut tasks = Vec::new();
-        for i in 0..8 {
-            // Half the writers on their own client, like other nodes.
-            let racer = if i % 2 == 0 {
-                store.clone()
-            } else {
-                second(&store).await
-            };
-            tasks.push(tokio::spawn(async move {
-                let owner = format!("owner-{i}");
-                (owner.clone(), racer.put(&row("contested", &owner, 1)).await)
-            }));
-        }
-        let (mut winners, mut conflicts) = (Vec::new(), 0);
-        for task in tasks {
-            match task.await.expect("task") {
-                (owner, Ok(Put::Created)) => winners.push(owner),
-                (_, Err(StoreError::Conflict { .. })) => conflicts += 1,
-                (_, other) => panic!("unexpected outcome {other:?}"),
-            }
-        }
-        assert_eq!((winners.len(), conflicts), (1, 7));
-        let stored = store.get("contested").await.expect("get").expect("row");
-        assert_eq!(stored.owner, winners[0]);
-    }
-
-    #[tokio::test]
-    async fn checkpoints_save_read_clear_and_expire() {
-        let Some(store) = store("checkpoints").await else {
-            return;
-        };
-        assert_eq!(store.checkpoint("obj").await.expect("read"), None);
-
-        store.save_checkpoint("obj", 3, 3600).await.expect("save");
-        store.save_checkpoint("obj", 5, 3600).await.expect("save");
-        assert_eq!(store.checkpoint("obj").await.expect("read"), Some(5));
-        store.clear_checkpoint("obj").await.expect("clear");
-        assert_eq!(store.checkpoint("obj").await.expect("read"), None);
-
-        store.save_checkpoint("old", 2, 0).await.expect("save");
-        assert_eq!(store.checkpoint("old").await.expect("read"), None);
-    }
-
-    #[tokio::test]
-    async fn tombstones_are_kept_counted_listed_and_cleared() {
-        let Some(store) = store("tombstones").await else {
-            return;
-        };
-        store.put(&row("live", "o1", 1)).await.expect("put");
-        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
-        // Nothing to count without a tombstone, and counting does not create one.
-        store.note_late_notification("b1", 150).await.expect("note");
-        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
-
-        let now = now();
-        store.tombstone("b1", now).await.expect("tombstone");
-        store.tombstone("a0", now - 10).await.expect("tombstone");
-        let fresh = Tombstone {
-            removed_at: now,
-            last_seen: None,
-            late_notifications: 0,
-        };
-        assert_eq!(store.is_tombstoned("b1").await.expect("read"), Some(fresh));
-
-        store
-            .note_late_notification("b1", now + 5)
-            .await
-            .expect("note");
-        store
-            .note_late_notification("b1", now + 9)
-            .await
-            .expect("note");
-        let counted = Tombstone {
-            last_seen: Some(now + 9),
-            late_notifications: 2,
-            ..fresh
-        };
-        assert_eq!(
-            store.is_tombstoned("b1").await.expect("read"),
-            Some(counted)
-        );
-        let listed = store.list_tombstones().await.expect("list");
-        let names: Vec<&str> = listed.iter().map(|(b, _)| b.as_str()).collect();
-        assert_eq!(names, ["a0", "b1"]);
-        assert_eq!(listed[1].1, counted);
-
-        // Tombstones are not subscriptions, and their keys cannot be subscribed.
-        let key = tombstone_key("b1");
-        assert_eq!(store.get("b1").await.expect("get"), None);
-        assert_eq!(store.get(&key).await.expect("get"), None);
-        assert!(!store.remove(&key).await.expect("remove"));
-        let err = store.put(&row(&key, "o1", 1)).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
-        let names = |rows: Vec<Row>| rows.into_iter().map(|r| r.bucket_name).collect::<Vec<_>>();
-        assert_eq!(names(store.list(None).await.expect("list")), ["live"]);
-
-        // A second removal starts over.
-        store.tombstone("b1", now + 20).await.expect("tombstone");
-        let again = store
-            .is_tombstoned("b1")
-            .await
-            .expect("read")
-            .expect("kept");
-        assert_eq!((again.removed_at, again.late_notifications), (now + 20, 0));
-
-        store.clear_tombstone("b1").await.expect("clear");
-        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
-        assert_eq!(store.list_tombstones().await.expect("list").len(), 1);
-    }
-
-    #[tokio::test]
-    async fn tombstones_expire_after_the_retention() {
-        let Some(store) = store("tombstones-expire").await else {
-            return;
-        };
-        let long_ago = now() - TOMBSTONE_RETENTION_SECONDS - 1;
-        store.tombstone("old", long_ago).await.expect("tombstone");
-        assert_eq!(store.is_tombstoned("old").await.expect("read"), None);
-        store
-            .note_late_notification("old", now())
-            .await
-            .expect("note");
-        assert!(store.list_tombstones().await.expect("list").is_empty());
-    }
-
-    #[tokio::test]
-    async fn clearing_a_buckets_checkpoints_keeps_the_others() {
-        let Some(store) = store("clear-bucket").await else {
-            return;
-        };
-        store.put(&row("b1", "o1", 1)).await.expect("put");
-        let ids = [
-            "b1/AWSLogs/a.json.gz#e1",
-            "b1/AWSLogs/b.json.gz#",
-            "b10/AWSLogs/a.json.gz#e1",
-            "b1-x/AWSLogs/a.json.gz#e1",
-            "b0/k#e",
-        ];
-        for id in ids {
-            store.save_checkpoint(id, 1, 3600).await.expect("save");
-        }
-        assert_eq!(store.clear_checkpoints("b1").await.expect("clear"), 2);
-        for id in ids {
-            let expected = if id.starts_with("b1/") { None } else { Some(1) };
-            assert_eq!(store.checkpoint(id).await.expect("read"), expected, "{id}");
-        }
-        assert!(
-            store.get("b1").await.expect("get").is_some(),
-            "not a checkpoint"
-        );
-        assert_eq!(store.clear_checkpoints("b1").await.expect("clear"), 0);
-    }
-
-    #[tokio::test]
     async fn unreadable_item_is_corrupt_without_its_values() {
         let Some(store) = store("corrupt").await else {
             return;
@@ -1153,7 +893,10 @@ mod tests {
     #[tokio::test]
     async fn unreachable_endpoint_is_unavailable_naming_the_table() {
         if std::env::var(ENDPOINT_VAR).is_err() {
-            println!("skipped dynamodb test unreachable: {ENDPOINT_VAR} is not set");
+            conformance::skip(
+                "dynamodb::unreachable",
+                &format!("{ENDPOINT_VAR} is not set"),
+            );
             return;
         }
         // Port 9 (discard) on localhost: nothing listens there.

@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::store::{Put, Row, Store, StoreError, Tombstone, TOMBSTONE_RETENTION_SECONDS};
+use super::store::{
+    Checkpoints, Put, Row, Rows, StoreError, Tombstone, Tombstones, TOMBSTONE_RETENTION_SECONDS,
+};
 
 const BACKEND: &str = "sqlite";
 /// The `PRAGMA user_version` this build writes and understands. Version 1 (no tombstones) is
@@ -480,7 +482,7 @@ fn delete_checkpoints(conn: &Connection, bucket: &str) -> Result<u64, Fail> {
     Ok(deleted as u64)
 }
 
-impl Store for SqliteStore {
+impl Rows for SqliteStore {
     async fn put(&self, row: &Row) -> Result<Put, StoreError> {
         let row = row.clone();
         self.run("put", move |conn, _| put_row(conn, &row)).await
@@ -526,7 +528,9 @@ impl Store for SqliteStore {
         self.run("list", move |conn, _| select_rows(conn, owner.as_deref()))
             .await
     }
+}
 
+impl Checkpoints for SqliteStore {
     async fn checkpoint(&self, object: &str) -> Result<Option<u64>, StoreError> {
         let object = object.to_owned();
         self.run("checkpoint", move |conn, _| read_checkpoint(conn, &object))
@@ -555,6 +559,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn clear_checkpoints(&self, bucket: &str) -> Result<u64, StoreError> {
+        let bucket = bucket.to_owned();
+        self.run("clear_checkpoints", move |conn, _| {
+            delete_checkpoints(conn, &bucket)
+        })
+        .await
+    }
+}
+
+impl Tombstones for SqliteStore {
     async fn tombstone(&self, bucket: &str, now: i64) -> Result<(), StoreError> {
         let bucket = bucket.to_owned();
         self.run("tombstone", move |conn, _| {
@@ -600,19 +614,31 @@ impl Store for SqliteStore {
         self.run("list_tombstones", |conn, _| select_tombstones(conn, None))
             .await
     }
-
-    async fn clear_checkpoints(&self, bucket: &str) -> Result<u64, StoreError> {
-        let bucket = bucket.to_owned();
-        self.run("clear_checkpoints", move |conn, _| {
-            delete_checkpoints(conn, &bucket)
-        })
-        .await
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::subscriptions::store::conformance::{self, row, Backend};
+
+    /// SQLite stores on one file in a temporary directory.
+    struct Sqlite(TempDir);
+
+    impl Backend for Sqlite {
+        type Store = SqliteStore;
+        async fn fresh(&self) -> SqliteStore {
+            SqliteStore::open(&self.0.db()).expect("open")
+        }
+        async fn another(&self, _store: &SqliteStore) -> SqliteStore {
+            SqliteStore::open(&self.0.db()).expect("open again")
+        }
+    }
+
+    async fn backend(test: &str) -> Option<Sqlite> {
+        Some(Sqlite(TempDir::new(test)))
+    }
+
+    conformance::suite!(backend);
 
     /// A unique directory under the system temp dir, removed on drop (even when a test fails).
     struct TempDir(PathBuf);
@@ -639,196 +665,6 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
-    }
-
-    fn row(bucket: &str, owner: &str, at: i64) -> Row {
-        Row {
-            bucket_name: bucket.to_owned(),
-            bucket_region: "us-east-1".to_owned(),
-            iam_role_arn: format!("arn:aws:iam::123456789012:role/{bucket}"),
-            iam_role_external_id: format!("ext-{bucket}"),
-            api_key: format!("sealed-api-{owner}"),
-            app_key: format!("sealed-app-{owner}"),
-            owner: owner.to_owned(),
-            created_at: at,
-            updated_at: at,
-        }
-    }
-
-    #[tokio::test]
-    async fn put_creates_then_updates_keeping_created_at() {
-        let dir = TempDir::new("update");
-        let store = SqliteStore::open(&dir.db()).expect("open");
-        assert_eq!(
-            store.put(&row("b1", "o1", 100)).await.expect("put"),
-            Put::Created
-        );
-
-        let mut changed = row("b1", "o1", 200);
-        changed.bucket_region = "eu-west-1".to_owned();
-        changed.api_key = "sealed-new".to_owned();
-        assert_eq!(store.put(&changed).await.expect("put"), Put::Updated);
-
-        let stored = store.get("b1").await.expect("get").expect("row");
-        assert_eq!(stored.created_at, 100);
-        assert_eq!(stored.updated_at, 200);
-        assert_eq!(stored.bucket_region, "eu-west-1");
-        assert_eq!(stored.api_key, "sealed-new");
-        assert_eq!(store.get("missing").await.expect("get"), None);
-    }
-
-    #[tokio::test]
-    async fn put_by_another_owner_conflicts_and_writes_nothing() {
-        let dir = TempDir::new("conflict");
-        let store = SqliteStore::open(&dir.db()).expect("open");
-        let original = row("b1", "o1", 100);
-        store.put(&original).await.expect("put");
-
-        let err = store.put(&row("b1", "o2", 200)).await.unwrap_err();
-        assert!(
-            matches!(err, StoreError::Conflict { ref bucket } if bucket == "b1"),
-            "{err:?}"
-        );
-        assert_eq!(store.get("b1").await.expect("get"), Some(original));
-    }
-
-    #[tokio::test]
-    async fn delete_owned_needs_the_owner() {
-        let dir = TempDir::new("delete");
-        let store = SqliteStore::open(&dir.db()).expect("open");
-        store.put(&row("b1", "o1", 100)).await.expect("put");
-
-        assert!(!store.delete_owned("b1", "o2").await.expect("delete"));
-        assert!(store.get("b1").await.expect("get").is_some());
-        assert!(!store.delete_owned("missing", "o1").await.expect("delete"));
-        assert!(store.delete_owned("b1", "o1").await.expect("delete"));
-        assert_eq!(store.get("b1").await.expect("get"), None);
-    }
-
-    #[tokio::test]
-    async fn remove_deletes_whoever_owns() {
-        let dir = TempDir::new("remove");
-        let store = SqliteStore::open(&dir.db()).expect("open");
-        store.put(&row("b1", "o1", 100)).await.expect("put");
-
-        assert!(store.remove("b1").await.expect("remove"));
-        assert!(!store.remove("b1").await.expect("remove"));
-        assert_eq!(store.get("b1").await.expect("get"), None);
-    }
-
-    #[tokio::test]
-    async fn list_is_ordered_and_filters_by_owner() {
-        let dir = TempDir::new("list");
-        let store = SqliteStore::open(&dir.db()).expect("open");
-        for (bucket, owner) in [("c", "o1"), ("a", "o2"), ("b", "o1")] {
-            store.put(&row(bucket, owner, 1)).await.expect("put");
-        }
-        let names = |rows: Vec<Row>| rows.into_iter().map(|r| r.bucket_name).collect::<Vec<_>>();
-
-        assert_eq!(
-            names(store.list(None).await.expect("list")),
-            ["a", "b", "c"]
-        );
-        assert_eq!(
-            names(store.list(Some("o1")).await.expect("list")),
-            ["b", "c"]
-        );
-        assert!(store.list(Some("nobody")).await.expect("list").is_empty());
-    }
-
-    #[tokio::test]
-    async fn rows_persist_after_reopen() {
-        let dir = TempDir::new("reopen");
-        let original = row("b1", "o1", 100);
-        {
-            let store = SqliteStore::open(&dir.db()).expect("open");
-            store.put(&original).await.expect("put");
-            store.save_checkpoint("obj", 7, 3600).await.expect("save");
-        }
-        let store = SqliteStore::open(&dir.db()).expect("reopen");
-        assert_eq!(store.get("b1").await.expect("get"), Some(original));
-        assert_eq!(store.checkpoint("obj").await.expect("checkpoint"), Some(7));
-    }
-
-    #[tokio::test]
-    async fn second_store_on_the_same_file_sees_writes() {
-        let dir = TempDir::new("second");
-        let first = SqliteStore::open(&dir.db()).expect("open");
-        let second = SqliteStore::open(&dir.db()).expect("open again");
-
-        first.put(&row("b1", "o1", 100)).await.expect("put");
-        assert_eq!(
-            second.get("b1").await.expect("get").map(|r| r.owner),
-            Some("o1".into())
-        );
-        let err = second.put(&row("b1", "o2", 200)).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
-        assert!(second.remove("b1").await.expect("remove"));
-        assert_eq!(first.get("b1").await.expect("get"), None);
-    }
-
-    /// Races 8 owners for one bucket; exactly one must win and keep the row.
-    async fn race(stores: Vec<SqliteStore>) -> String {
-        let tasks: Vec<_> = stores
-            .into_iter()
-            .enumerate()
-            .map(|(i, store)| {
-                tokio::spawn(async move {
-                    let owner = format!("owner-{i}");
-                    (owner.clone(), store.put(&row("contested", &owner, 1)).await)
-                })
-            })
-            .collect();
-        let (mut winners, mut conflicts) = (Vec::new(), 0);
-        for task in tasks {
-            match task.await.expect("task") {
-                (owner, Ok(Put::Created)) => winners.push(owner),
-                (_, Err(StoreError::Conflict { .. })) => conflicts += 1,
-                (_, other) => panic!("unexpected outcome {other:?}"),
-            }
-        }
-        assert_eq!((winners.len(), conflicts), (1, 7));
-        winners.remove(0)
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_puts_from_tasks_have_one_winner() {
-        let dir = TempDir::new("race");
-        let store = SqliteStore::open(&dir.db()).expect("open");
-        let winner = race(vec![store.clone(); 8]).await;
-        let stored = store.get("contested").await.expect("get").expect("row");
-        assert_eq!(stored.owner, winner);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_puts_across_connections_have_one_winner() {
-        // One connection per writer behaves like one process per writer.
-        let dir = TempDir::new("race-conns");
-        let stores: Vec<_> = (0..8)
-            .map(|_| SqliteStore::open(&dir.db()).expect("open"))
-            .collect();
-        let winner = race(stores).await;
-        let stored = SqliteStore::open(&dir.db())
-            .expect("open")
-            .get("contested")
-            .await;
-        assert_eq!(stored.expect("get").expect("row").owner, winner);
-    }
-
-    #[tokio::test]
-    async fn checkpoints_save_read_clear_and_expire() {
-        let dir = TempDir::new("checkpoints");
-        let store = SqliteStore::open(&dir.db()).expect("open");
-        assert_eq!(store.checkpoint("obj").await.expect("read"), None);
-
-        store.save_checkpoint("obj", 3, 3600).await.expect("save");
-        store.save_checkpoint("obj", 5, 3600).await.expect("save");
-        assert_eq!(store.checkpoint("obj").await.expect("read"), Some(5));
-        store.clear_checkpoint("obj").await.expect("clear");
-        assert_eq!(store.checkpoint("obj").await.expect("read"), None);
-
-        store.save_checkpoint("old", 2, 0).await.expect("save");
-        assert_eq!(store.checkpoint("old").await.expect("read"), None);
     }
 
     #[tokio::test]
@@ -880,76 +716,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tombstones_are_kept_counted_listed_and_cleared() {
-        let dir = TempDir::new("tombstones");
-        let store = SqliteStore::open(&dir.db()).expect("open");
-        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
-        // Nothing to count without a tombstone.
-        store.note_late_notification("b1", 150).await.expect("note");
-        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
-
-        let now = now();
-        store.tombstone("b1", now).await.expect("tombstone");
-        store.tombstone("a0", now - 10).await.expect("tombstone");
-        let fresh = Tombstone {
-            removed_at: now,
-            last_seen: None,
-            late_notifications: 0,
-        };
-        assert_eq!(store.is_tombstoned("b1").await.expect("read"), Some(fresh));
-
-        store
-            .note_late_notification("b1", now + 5)
-            .await
-            .expect("note");
-        store
-            .note_late_notification("b1", now + 9)
-            .await
-            .expect("note");
-        let counted = Tombstone {
-            last_seen: Some(now + 9),
-            late_notifications: 2,
-            ..fresh
-        };
-        assert_eq!(
-            store.is_tombstoned("b1").await.expect("read"),
-            Some(counted)
-        );
-        let listed = store.list_tombstones().await.expect("list");
-        let names: Vec<&str> = listed.iter().map(|(b, _)| b.as_str()).collect();
-        assert_eq!(names, ["a0", "b1"]);
-        assert_eq!(listed[1].1, counted);
-        // Tombstones are not subscriptions.
-        assert_eq!(store.get("b1").await.expect("get"), None);
-        assert!(store.list(None).await.expect("list").is_empty());
-
-        // A second removal starts over.
-        store.tombstone("b1", now + 20).await.expect("tombstone");
-        let again = store
-            .is_tombstoned("b1")
-            .await
-            .expect("read")
-            .expect("kept");
-        assert_eq!((again.removed_at, again.late_notifications), (now + 20, 0));
-
-        store.clear_tombstone("b1").await.expect("clear");
-        assert_eq!(store.is_tombstoned("b1").await.expect("read"), None);
-        assert_eq!(store.list_tombstones().await.expect("list").len(), 1);
-    }
-
-    #[tokio::test]
-    async fn tombstones_expire_after_the_retention() {
+    async fn expired_tombstones_are_purged_from_the_file() {
         let dir = TempDir::new("tombstones-expire");
         let store = SqliteStore::open(&dir.db()).expect("open");
         let long_ago = now() - TOMBSTONE_RETENTION_SECONDS - 1;
         store.tombstone("old", long_ago).await.expect("tombstone");
-        assert_eq!(store.is_tombstoned("old").await.expect("read"), None);
-        store
-            .note_late_notification("old", now())
-            .await
-            .expect("note");
-        assert!(store.list_tombstones().await.expect("list").is_empty());
-
         // The next tombstone purges it from the file.
         store.tombstone("new", now()).await.expect("tombstone");
         let raw = Connection::open(dir.db()).expect("raw open");
@@ -957,30 +728,6 @@ mod tests {
             .query_row("SELECT count(*) FROM tombstones", [], |r| r.get(0))
             .expect("count");
         assert_eq!(count, 1);
-    }
-
-    #[tokio::test]
-    async fn clearing_a_buckets_checkpoints_keeps_the_others() {
-        let dir = TempDir::new("clear-bucket");
-        let store = SqliteStore::open(&dir.db()).expect("open");
-        let ids = [
-            "b1/AWSLogs/a.json.gz#e1",
-            "b1/AWSLogs/b.json.gz#",
-            "b10/AWSLogs/a.json.gz#e1",
-            "b1-x/AWSLogs/a.json.gz#e1",
-            "B1/upper#e",
-            "b0/k#e",
-            "b1",
-        ];
-        for id in ids {
-            store.save_checkpoint(id, 1, 3600).await.expect("save");
-        }
-        assert_eq!(store.clear_checkpoints("b1").await.expect("clear"), 2);
-        for id in ids {
-            let expected = if id.starts_with("b1/") { None } else { Some(1) };
-            assert_eq!(store.checkpoint(id).await.expect("read"), expected, "{id}");
-        }
-        assert_eq!(store.clear_checkpoints("b1").await.expect("clear"), 0);
     }
 
     #[tokio::test]

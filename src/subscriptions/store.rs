@@ -80,10 +80,10 @@ pub enum StoreError {
     Corrupt { bucket: String, detail: String },
 }
 
-/// A subscription store. Every write that depends on the current row is atomic in the backend
-/// (a transaction in SQLite, a conditional write in DynamoDB), so two API nodes racing on one
-/// bucket cannot both win.
-pub trait Store: Send + Sync {
+/// The subscriptions themselves. Every write that depends on the current row is atomic in the
+/// backend (a transaction in SQLite, a conditional write in DynamoDB), so two API nodes racing on
+/// one bucket cannot both win.
+pub trait Rows: Send + Sync {
     /// Creates the row, or replaces it (keeping `created_at`) when the stored `owner` equals
     /// `row.owner`.
     ///
@@ -110,7 +110,11 @@ pub trait Store: Send + Sync {
         &self,
         owner: Option<&str>,
     ) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send;
+}
 
+/// The worker's delivery checkpoints: how many changes of an object were accepted, so a message
+/// that comes back resumes instead of starting over.
+pub trait Checkpoints: Send + Sync {
     /// How many changes of `object` (a [`super::checkpoint_id`]) the Changes API has accepted.
     fn checkpoint(
         &self,
@@ -130,6 +134,17 @@ pub trait Store: Send + Sync {
     fn clear_checkpoint(&self, object: &str)
         -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Forgets every checkpoint of `bucket` (every id starting with `bucket/`); returns how
+    /// many were removed.
+    fn clear_checkpoints(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// What is left of removed subscriptions for [`TOMBSTONE_RETENTION_SECONDS`], so a late
+/// notification of an offboarded bucket is acknowledged rather than dead-lettered.
+pub trait Tombstones: Send + Sync {
     /// Records that the subscription of `bucket` was removed at `now` (unix seconds): a new
     /// tombstone, replacing any older one, kept for [`TOMBSTONE_RETENTION_SECONDS`].
     fn tombstone(
@@ -159,11 +174,12 @@ pub trait Store: Send + Sync {
     fn list_tombstones(
         &self,
     ) -> impl Future<Output = Result<Vec<(String, Tombstone)>, StoreError>> + Send;
-
-    /// Forgets every checkpoint of `bucket` (every id starting with `bucket/`); returns how
-    /// many were removed.
-    fn clear_checkpoints(
-        &self,
-        bucket: &str,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
+
+/// A whole subscription store: what both backends implement and the daemon holds.
+pub trait Store: Rows + Checkpoints + Tombstones {}
+
+impl<T: Rows + Checkpoints + Tombstones> Store for T {}
+
+#[cfg(test)]
+pub(crate) mod conformance;

@@ -13,7 +13,7 @@ use crate::core::pipeline::{Outcome, PipelineError, Tally};
 use crate::core::records::{self, RecordsError};
 use crate::forward::{Delivery, ForwardError, Keys};
 use crate::metrics as m;
-use crate::subscriptions::{checkpoint_id, Store, Subscription};
+use crate::subscriptions::{checkpoint_id, Checkpoints, Subscription};
 use bytes::Bytes;
 use std::collections::BTreeSet;
 use tokio::sync::mpsc;

@@ -5,7 +5,7 @@
 
 use crate::daemon::Stack;
 use cloudtrail_changes::subscriptions::sqlite::SqliteStore;
-use cloudtrail_changes::subscriptions::{Store, Tombstone};
+use cloudtrail_changes::subscriptions::{Checkpoints, Tombstone, Tombstones};
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
