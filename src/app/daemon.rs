@@ -5,7 +5,7 @@
 
 use crate::app::{AppError, Parts};
 use crate::aws::credentials::Roles;
-use crate::aws::queue::Queue;
+use crate::aws::queue::{Queue, QueueError};
 use crate::forward::Forwarder;
 use crate::http::ops;
 use crate::http::Server;
@@ -15,7 +15,7 @@ use crate::subscriptions::api::{self, ApiState};
 use crate::subscriptions::cache::Lookup;
 use crate::subscriptions::{Rows, Subscriptions};
 use crate::worker::health::Health;
-use crate::worker::Worker;
+use crate::worker::{Handled, Worker};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sd_notify::NotifyState;
 use std::net::SocketAddr;
@@ -110,6 +110,15 @@ impl Daemon {
     #[must_use]
     pub fn ops_addr(&self) -> Option<SocketAddr> {
         self.ops.local_addr().ok()
+    }
+
+    /// Takes one batch of messages to their fates without starting the pollers or the
+    /// listeners: the worker's [`Worker::poll_once`], for tests and diagnosis.
+    ///
+    /// # Errors
+    /// The receive's error, naming the queue.
+    pub async fn poll_once(&self) -> Result<Vec<Handled>, QueueError> {
+        self.worker.poll_once().await
     }
 
     /// Runs until `stop` is cancelled and the worker has drained. Tells systemd READY=1 once
