@@ -32,6 +32,7 @@ use crate::aws::credentials::{self, AwsSettings};
 use crate::cli::OnboardArgs;
 use crate::settings::Settings;
 use crate::subscriptions::validate::{BucketName, ExternalId, Region};
+use crate::util::errors::error_chain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use rand::distr::{Alphanumeric, SampleString};
@@ -185,16 +186,4 @@ async fn caller_account(aws: &AwsSettings, fallback_region: &str) -> Result<Stri
         .account()
         .and_then(|a| parse_account(a).ok())
         .ok_or_else(|| "STS answered without a 12-digit account".into())
-}
-
-/// An error and its sources, `outer: inner: ...` (the SDK's own text says only "dispatch
-/// failure").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        let _ = write!(text, ": {inner}");
-        source = inner.source();
-    }
-    text
 }

@@ -18,6 +18,7 @@ use crate::aws::queue::{parse_queue_arn, parse_redrive_policy};
 use crate::forward::SinkMode;
 use crate::settings::Settings;
 use crate::subscriptions::{StoreError, StoreSpec, Subscription, Subscriptions};
+use crate::util::duration::human;
 use crate::worker::fate::retry_delay;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::SdkConfig;
@@ -363,28 +364,6 @@ fn plural(n: u64, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
-/// A duration for people: `30 s`, `42 min`, `1 h 5 min`, `4 days`.
-#[must_use]
-pub fn human(seconds: u64) -> String {
-    const DAY: u64 = 86_400;
-    match seconds {
-        s if s >= DAY && s % DAY == 0 => {
-            let d = s / DAY;
-            format!("{d} day{}", if d == 1 { "" } else { "s" })
-        }
-        s if s >= DAY => format!("{:.1} days", s as f64 / DAY as f64),
-        s if s >= 3600 => match (s / 3600, (s % 3600) / 60) {
-            (h, 0) => format!("{h} h"),
-            (h, m) => format!("{h} h {m} min"),
-        },
-        s if s >= 60 => match (s / 60, s % 60) {
-            (m, 0) => format!("{m} min"),
-            (m, r) => format!("{m} min {r} s"),
-        },
-        s => format!("{s} s"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,15 +394,5 @@ mod tests {
         };
         assert_eq!(summary.to_string(), "12 checks, 1 failed, 2 warnings");
         assert!(!summary.passed());
-    }
-
-    #[test]
-    fn durations_read_as_people_say_them() {
-        assert_eq!(human(30), "30 s");
-        assert_eq!(human(2520), "42 min");
-        assert_eq!(human(3900), "1 h 5 min");
-        assert_eq!(human(86_400), "1 day");
-        assert_eq!(human(345_600), "4 days");
-        assert_eq!(human(1_209_600), "14 days");
     }
 }

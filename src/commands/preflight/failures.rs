@@ -2,6 +2,7 @@
 //! not found).
 
 use super::*;
+use crate::util::errors::error_chain;
 
 /// An AWS call's failure, sorted by what fixes it.
 #[derive(Debug, Clone)]
@@ -83,20 +84,6 @@ where
         }
         _ => failure(Problem::Other, None, chain),
     }
-}
-
-/// An error and its sources, `: `-separated, on one line (no `Debug` dump).
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = e.source();
-    }
-    parts.join(": ").replace('\n', " ")
 }
 
 /// Where the daemon's AWS calls go, for messages.
