@@ -18,7 +18,7 @@ use crate::aws::queue::{Queue, QueueError};
 use crate::cli::RedriveArgs;
 use crate::core::envelope;
 use crate::settings::Settings;
-use crate::util::duration::human;
+use crate::util::duration::compact;
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
@@ -173,7 +173,7 @@ async fn show(
 fn write_block(out: &mut dyn Write, letter: &DeadLetter, now: SystemTime) -> std::io::Result<()> {
     let age = letter.sent_at.map_or_else(
         || "unknown".to_owned(),
-        |t| human(now.duration_since(t).unwrap_or_default().as_secs()),
+        |t| compact(now.duration_since(t).unwrap_or_default()),
     );
     let mut notes = Vec::new();
     if let Some(at) = &letter.failed_at {
