@@ -18,6 +18,7 @@ use crate::aws::queue::{Queue, QueueError};
 use crate::cli::RedriveArgs;
 use crate::core::envelope;
 use crate::settings::Settings;
+use crate::util::duration::compact;
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
@@ -172,7 +173,7 @@ async fn show(
 fn write_block(out: &mut dyn Write, letter: &DeadLetter, now: SystemTime) -> std::io::Result<()> {
     let age = letter.sent_at.map_or_else(
         || "unknown".to_owned(),
-        |t| humanize(now.duration_since(t).unwrap_or_default()),
+        |t| compact(now.duration_since(t).unwrap_or_default()),
     );
     let mut notes = Vec::new();
     if let Some(at) = &letter.failed_at {
@@ -727,18 +728,6 @@ pub fn objects_text(body: &str) -> String {
     }
 }
 
-/// A duration as people read an age: `42s`, `5m3s`, `3h12m`, `2d4h`.
-#[must_use]
-pub fn humanize(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{}s", s / 60, s % 60),
-        3600..86_400 => format!("{}h{}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
-    }
-}
-
 /// Text from a message, on one line: control characters escaped.
 fn one_line(text: &str) -> String {
     let mut line = String::with_capacity(text.len());
@@ -815,21 +804,6 @@ impl Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ages_read_as_the_two_largest_units() {
-        assert_eq!(humanize(Duration::from_secs(0)), "0s");
-        assert_eq!(humanize(Duration::from_secs(59)), "59s");
-        assert_eq!(humanize(Duration::from_secs(303)), "5m3s");
-        assert_eq!(
-            humanize(Duration::from_secs(3 * 3600 + 12 * 60 + 9)),
-            "3h12m"
-        );
-        assert_eq!(
-            humanize(Duration::from_secs(2 * 86_400 + 4 * 3600 + 1)),
-            "2d4h"
-        );
-    }
 
     #[test]
     fn bodies_show_their_objects_their_skips_or_that_they_are_undecodable() {

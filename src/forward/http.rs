@@ -2,6 +2,7 @@
 //! a transient failure to retry.
 
 use super::*;
+use crate::util::errors::error_chain;
 
 /// The HTTP sink.
 pub(super) struct Http {
@@ -236,15 +237,4 @@ pub(super) async fn read_prefix(response: &mut reqwest::Response, limit: usize) 
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(0);
     format!("{}…", &text[..cut])
-}
-
-/// An error with its causes, e.g. "error sending request: …: connection refused".
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
