@@ -13,8 +13,8 @@
 # The root file system can be read-only: the daemon writes only spool files of large objects,
 # to $TMPDIR (/tmp); mount a writable volume there (config/kubernetes/deployment.yaml does).
 
-# Cargo.lock needs Rust 1.94 or later (the AWS SDK crates); Debian 12 to match the glibc the
-# runtime stage copies. Override with --build-arg RUST_IMAGE=... (e.g. a mirror).
+# Cargo.lock needs Rust 1.94 or later (the AWS SDK crates). The runtime stage takes glibc from
+# this image. Override with --build-arg RUST_IMAGE=... (e.g. a mirror).
 ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 
 FROM ${RUST_IMAGE} AS builder
