@@ -66,6 +66,9 @@ pub enum Kind {
     Histogram,
 }
 
+/// Every value a label can take, computed (some come from enums elsewhere).
+pub type LabelValues = fn() -> Vec<&'static str>;
+
 /// One metric family: its name, type, `# HELP` text and, if labelled, its label and every value
 /// the code can give it.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +76,7 @@ pub struct Family {
     pub name: &'static str,
     pub kind: Kind,
     pub help: &'static str,
-    pub label: Option<(&'static str, fn() -> Vec<&'static str>)>,
+    pub label: Option<(&'static str, LabelValues)>,
 }
 
 /// Fates of a message (the values `worker`'s `settle` returns).

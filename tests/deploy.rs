@@ -1039,7 +1039,10 @@ fn kubernetes_deployment_runs_the_image_as_built_with_a_writable_spool_under_a_r
     // The binary where the image has it, as the image's user.
     let entrypoint: Vec<String> =
         serde_json::from_str(instruction(&stage, "ENTRYPOINT")).expect("ENTRYPOINT is JSON");
-    assert_eq!(container["command"][0].as_str(), Some(entrypoint[0].as_str()));
+    assert_eq!(
+        container["command"][0].as_str(),
+        Some(entrypoint[0].as_str())
+    );
     let uid: u64 = instruction(&stage, "USER")
         .split(':')
         .next()
@@ -1057,7 +1060,9 @@ fn kubernetes_deployment_runs_the_image_as_built_with_a_writable_spool_under_a_r
         .find(|e| e["name"] == "TMPDIR")
         .and_then(|e| e["value"].as_str())
         .expect("TMPDIR set in the container");
-    assert!(stage.iter().any(|l| l.contains(&format!("TMPDIR={tmpdir}"))));
+    assert!(stage
+        .iter()
+        .any(|l| l.contains(&format!("TMPDIR={tmpdir}"))));
     let mount = container["volumeMounts"]
         .as_array()
         .into_iter()
@@ -1071,5 +1076,8 @@ fn kubernetes_deployment_runs_the_image_as_built_with_a_writable_spool_under_a_r
         .flatten()
         .find(|v| v["name"] == mount["name"])
         .expect("the spool's volume");
-    assert!(volume["emptyDir"].is_object(), "the spool is an emptyDir: {volume}");
+    assert!(
+        volume["emptyDir"].is_object(),
+        "the spool is an emptyDir: {volume}"
+    );
 }
