@@ -11,7 +11,8 @@
 #
 # --smoke then runs, inside the image (buildah run, as its non-root user): --version,
 # config check, and process on the sample CloudTrail files (mounted read-only), and compares
-# the changes with the host binary's. --no-build reuses target/release/cloudtrail-changes.
+# the changes with the host binary's; then `run` against moto (scripts/moto.sh) and compares
+# its first scrape with the README's metrics table. --no-build reuses the built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,4 +86,42 @@ mnt=$(bh mount "$container")
 [[ -s $mnt/etc/ssl/certs/ca-certificates.crt ]] || { echo "smoke: no CA bundle in the image" >&2; exit 1; }
 echo "files:   $(find "$mnt" -type f | sed "s|^$mnt||" | sort | tr '\n' ' ')"
 bh umount "$container" >/dev/null
+
+# The daemon itself in the image, against a local AWS (moto, scripts/moto.sh): its first scrape
+# must show every family of the README's metrics table, before any message.
+echo "== run inside the image against moto"
+py=${CTC_MOTO_VENV:-$PWD/target/moto-venv}/bin/python
+scripts/moto.sh install >/dev/null
+read -r moto_port admin_port api_port < <("$py" -c 'import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
+scripts/moto.sh start "$moto_port" >"$out/moto.log" 2>&1 &
+moto_pid=$!
+daemon_pid=''
+trap 'kill $daemon_pid $moto_pid 2>/dev/null || true; wait 2>/dev/null; bh rm "$container" >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$moto_port/moto-api/" >/dev/null && break; sleep 0.1; done
+queue=$(AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "$py" -c "import boto3, sys
+sqs = boto3.client('sqs', endpoint_url=sys.argv[1], region_name='us-east-1')
+print(sqs.create_queue(QueueName='image-smoke')['QueueUrl'])" "http://127.0.0.1:$moto_port")
+# buildah itself in the background (not the bh function, whose subshell would not pass on
+# the SIGTERM that stops it).
+buildah --storage-driver vfs run --isolation chroot --network host \
+  -e AWS_ACCESS_KEY_ID=test -e AWS_SECRET_ACCESS_KEY=test -e AWS_EC2_METADATA_DISABLED=true \
+  -e CTC__AWS__ENDPOINT_URL="http://127.0.0.1:$moto_port" -e CTC__AWS__REGION=us-east-1 \
+  -e CTC__SQS__QUEUE_URL="$queue" -e CTC__SUBSCRIPTIONS__STORE=sqlite:/tmp/subscriptions.db \
+  -e CTC__ADMIN__LISTEN="127.0.0.1:$admin_port" -e CTC__API__LISTEN="127.0.0.1:$api_port" \
+  "$container" -- /usr/local/bin/cloudtrail-changes run >"$out/daemon.log" 2>&1 &
+daemon_pid=$!
+page=''
+for _ in $(seq 200); do
+  page=$(curl -sf "http://127.0.0.1:$admin_port/metrics") && break
+  sleep 0.1
+done
+[[ -n $page ]] || { cat "$out/daemon.log" >&2; echo "smoke: the daemon in the image served no /metrics" >&2; exit 1; }
+families=$(grep -c '^# TYPE ' <<<"$page")
+series=$(grep -vc '^#' <<<"$page")
+documented=$(sed -n '/^### Metrics/,/^###/p' README.md | grep -c '^| `ctc_')
+echo "first scrape: $families families ($series series), README's table: $documented"
+[[ $families == "$documented" ]] || { echo "smoke: the first scrape differs from the README's table" >&2; exit 1; }
 echo "smoke: ok"
