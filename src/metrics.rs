@@ -1,5 +1,9 @@
 //! Metric names, in one place, so dashboards and code agree. Labels come from small fixed sets
 //! (an outcome, a reason, a status class), never from bucket names or error text.
+//!
+//! [`register_all`] describes every family in [`FAMILIES`] and creates every known label value
+//! at 0 at start-up: `increase()` and `rate()` cannot see the first event of a series that did
+//! not exist before it. [`FAMILIES`] is the README's metrics table; a service test compares them.
 
 /// Messages received from SQS.
 pub const MESSAGES_RECEIVED: &str = "ctc_messages_received_total";
@@ -54,6 +58,350 @@ pub const STS_ASSUME_ROLE: &str = "ctc_sts_assume_role_total";
 /// 1, labelled with the version.
 pub const BUILD_INFO: &str = "ctc_build_info";
 
+/// What a family is, for its `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every value a label can take, computed (some come from enums elsewhere).
+pub type LabelValues = fn() -> Vec<&'static str>;
+
+/// One metric family: its name, type, `# HELP` text and, if labelled, its label and every value
+/// the code can give it.
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    pub label: Option<(&'static str, LabelValues)>,
+}
+
+/// Fates of a message (the values `worker`'s `settle` returns).
+pub const FATES: [&str; 6] = [
+    "delivered",
+    "skipped",
+    "retry",
+    "released",
+    "deferred",
+    "dead_lettered",
+];
+
+/// Reasons a message fails (`Failure::Poison`/`Failure::Transient` in `worker`): the DLQ's
+/// `failure_reason` values.
+pub const FAILURE_REASONS: [&str; 13] = [
+    "malformed_envelope",
+    "unknown_bucket",
+    "store_unavailable",
+    "object_not_found",
+    "object_too_large",
+    "corrupt_object",
+    "role_refused",
+    "sts_unavailable",
+    "access_denied",
+    "s3_unavailable",
+    "bigpanda_unauthorized",
+    "bigpanda_unavailable",
+    "internal",
+];
+
+/// Failure kinds of one object: the failure reasons that arise while reading and delivering it,
+/// and `stopped` (shutdown mid-object).
+pub const OBJECT_FAILURE_KINDS: [&str; 11] = [
+    "object_not_found",
+    "object_too_large",
+    "corrupt_object",
+    "role_refused",
+    "sts_unavailable",
+    "access_denied",
+    "s3_unavailable",
+    "bigpanda_unauthorized",
+    "bigpanda_unavailable",
+    "internal",
+    "stopped",
+];
+
+/// Skip reasons the worker adds to the envelope's [`SkipReason`]s.
+pub const WORKER_SKIP_REASONS: [&str; 4] = [
+    "no_changes",
+    "unsubscribed",
+    "already_dead_lettered",
+    "empty",
+];
+
+/// Outcomes of an S3 object.
+pub const OBJECT_OUTCOMES: [&str; 2] = ["delivered", "failed"];
+/// Outcomes of a change sent to the Changes API.
+pub const CHANGE_OUTCOMES: [&str; 4] = ["accepted", "rejected", "unauthorized", "gave_up"];
+/// Status classes of a Changes API response (`error`: no response).
+pub const STATUS_CLASSES: [&str; 5] = ["2xx", "4xx", "429", "5xx", "error"];
+/// SQS operations that can fail.
+pub const SQS_OPERATIONS: [&str; 5] = [
+    "receive",
+    "delete",
+    "change_visibility",
+    "heartbeat",
+    "send_to_dlq",
+];
+/// Outcomes of an STS AssumeRole call.
+pub const ASSUME_ROLE_OUTCOMES: [&str; 3] = ["ok", "refused", "error"];
+
+fn fates() -> Vec<&'static str> {
+    FATES.to_vec()
+}
+fn failure_reasons() -> Vec<&'static str> {
+    FAILURE_REASONS.to_vec()
+}
+fn object_failure_kinds() -> Vec<&'static str> {
+    OBJECT_FAILURE_KINDS.to_vec()
+}
+fn object_outcomes() -> Vec<&'static str> {
+    OBJECT_OUTCOMES.to_vec()
+}
+fn change_outcomes() -> Vec<&'static str> {
+    CHANGE_OUTCOMES.to_vec()
+}
+fn status_classes() -> Vec<&'static str> {
+    STATUS_CLASSES.to_vec()
+}
+fn sqs_operations() -> Vec<&'static str> {
+    SQS_OPERATIONS.to_vec()
+}
+fn assume_role_outcomes() -> Vec<&'static str> {
+    ASSUME_ROLE_OUTCOMES.to_vec()
+}
+fn drop_reasons() -> Vec<&'static str> {
+    crate::filter::Reason::ALL
+        .map(crate::filter::Reason::as_str)
+        .to_vec()
+}
+fn version() -> Vec<&'static str> {
+    vec![env!("CARGO_PKG_VERSION")]
+}
+
+/// Every skip reason: the envelope's and the worker's own.
+fn skip_reasons() -> Vec<&'static str> {
+    use crate::envelope::SkipReason as S;
+    // Exhaustive on purpose: a new variant does not compile until it is listed below.
+    let listed = |r: S| match r {
+        S::TestEvent
+        | S::ValidationMessage
+        | S::SubscriptionConfirmation
+        | S::NotObjectCreated
+        | S::Digest
+        | S::Insights
+        | S::FolderMarker
+        | S::NotCloudTrail => r.as_str(),
+    };
+    [
+        S::TestEvent,
+        S::ValidationMessage,
+        S::SubscriptionConfirmation,
+        S::NotObjectCreated,
+        S::Digest,
+        S::Insights,
+        S::FolderMarker,
+        S::NotCloudTrail,
+    ]
+    .map(listed)
+    .into_iter()
+    .chain(WORKER_SKIP_REASONS)
+    .collect()
+}
+
+/// Every family the daemon exports, in the README's order.
+pub const FAMILIES: [Family; 25] = [
+    Family {
+        name: BUILD_INFO,
+        kind: Kind::Gauge,
+        help: "1, labelled with the running version.",
+        label: Some(("version", version)),
+    },
+    Family {
+        name: MESSAGES_RECEIVED,
+        kind: Kind::Counter,
+        help: "Messages received from SQS.",
+        label: None,
+    },
+    Family {
+        name: MESSAGES_FINISHED,
+        kind: Kind::Counter,
+        help: "Messages by fate.",
+        label: Some(("fate", fates)),
+    },
+    Family {
+        name: MESSAGES_SKIPPED,
+        kind: Kind::Counter,
+        help: "Messages acknowledged without anything to forward, by reason.",
+        label: Some(("reason", skip_reasons)),
+    },
+    Family {
+        name: MESSAGES_DEAD_LETTERED,
+        kind: Kind::Counter,
+        help: "Messages the daemon moved to the DLQ, by reason.",
+        label: Some(("reason", failure_reasons)),
+    },
+    Family {
+        name: MESSAGE_FAILURES,
+        kind: Kind::Counter,
+        help: "Failed attempts (retried or dead-lettered), by reason.",
+        label: Some(("reason", failure_reasons)),
+    },
+    Family {
+        name: MESSAGES_IN_FLIGHT,
+        kind: Kind::Gauge,
+        help: "Messages being processed now.",
+        label: None,
+    },
+    Family {
+        name: MESSAGE_DURATION,
+        kind: Kind::Histogram,
+        help: "Seconds from receive to fate, per message.",
+        label: None,
+    },
+    Family {
+        name: OBJECTS,
+        kind: Kind::Counter,
+        help: "S3 objects processed, by outcome.",
+        label: Some(("outcome", object_outcomes)),
+    },
+    Family {
+        name: OBJECT_FAILURES,
+        kind: Kind::Counter,
+        help: "Failed S3 objects, by kind (the failure reason).",
+        label: Some(("kind", object_failure_kinds)),
+    },
+    Family {
+        name: OBJECT_DURATION,
+        kind: Kind::Histogram,
+        help: "Seconds to deliver one S3 object.",
+        label: None,
+    },
+    Family {
+        name: OBJECT_BYTES,
+        kind: Kind::Counter,
+        help: "Compressed bytes downloaded from S3.",
+        label: None,
+    },
+    Family {
+        name: RECORDS,
+        kind: Kind::Counter,
+        help: "CloudTrail records read.",
+        label: None,
+    },
+    Family {
+        name: RECORDS_DROPPED,
+        kind: Kind::Counter,
+        help: "CloudTrail records dropped by the filter, by reason.",
+        label: Some(("reason", drop_reasons)),
+    },
+    Family {
+        name: CHANGES_PRODUCED,
+        kind: Kind::Counter,
+        help: "Changes the pipeline produced (before forwarding).",
+        label: None,
+    },
+    Family {
+        name: CHANGES_RESUMED,
+        kind: Kind::Counter,
+        help: "Changes skipped because a checkpoint said they were accepted before.",
+        label: None,
+    },
+    Family {
+        name: CHANGES_SENT,
+        kind: Kind::Counter,
+        help: "Changes sent to the Changes API, by outcome.",
+        label: Some(("outcome", change_outcomes)),
+    },
+    Family {
+        name: BIGPANDA_REQUESTS,
+        kind: Kind::Counter,
+        help: "Changes API requests, by status class.",
+        label: Some(("status_class", status_classes)),
+    },
+    Family {
+        name: BIGPANDA_REQUEST_DURATION,
+        kind: Kind::Histogram,
+        help: "Changes API request duration, seconds.",
+        label: None,
+    },
+    Family {
+        name: BIGPANDA_THROTTLED,
+        kind: Kind::Counter,
+        help: "429s (and 503s with Retry-After) that paused an API key.",
+        label: None,
+    },
+    Family {
+        name: CHANGE_LAG,
+        kind: Kind::Histogram,
+        help: "Seconds from a change's eventTime to its acceptance by the Changes API.",
+        label: None,
+    },
+    Family {
+        name: STS_ASSUME_ROLE,
+        kind: Kind::Counter,
+        help: "STS AssumeRole calls for customer roles, by outcome.",
+        label: Some(("outcome", assume_role_outcomes)),
+    },
+    Family {
+        name: SQS_ERRORS,
+        kind: Kind::Counter,
+        help: "SQS API failures, by operation.",
+        label: Some(("operation", sqs_operations)),
+    },
+    Family {
+        name: HEARTBEATS,
+        kind: Kind::Counter,
+        help: "Visibility extensions made by the heartbeat.",
+        label: None,
+    },
+    Family {
+        name: CHECKPOINT_ERRORS,
+        kind: Kind::Counter,
+        help: "Checkpoint store failures (delivery continues; a retry may resend some changes).",
+        label: None,
+    },
+];
+
+/// Describes every family of [`FAMILIES`] and creates each series at 0 (counters at every
+/// known label value, gauges untouched, histograms without observations), so the first scrape
+/// shows them all. Call it after [`install`]; calling it again changes no value.
+pub fn register_all() {
+    for family in FAMILIES {
+        match family.kind {
+            Kind::Counter => metrics::describe_counter!(family.name, family.help),
+            Kind::Gauge => metrics::describe_gauge!(family.name, family.help),
+            Kind::Histogram => metrics::describe_histogram!(family.name, family.help),
+        }
+        if family.name == BUILD_INFO {
+            continue; // Set to 1 by `install`.
+        }
+        match family.label {
+            None => register(family.kind, family.name, &[]),
+            Some((label, values)) => {
+                for value in values() {
+                    register(family.kind, family.name, &[(label, value)]);
+                }
+            }
+        }
+    }
+}
+
+/// Creates one series without changing its value.
+fn register(kind: Kind, name: &'static str, labels: &[(&'static str, &'static str)]) {
+    let labels: Vec<metrics::Label> = labels
+        .iter()
+        .map(|&(k, v)| metrics::Label::new(k, v))
+        .collect();
+    match kind {
+        Kind::Counter => metrics::counter!(name, labels).increment(0),
+        Kind::Gauge => metrics::gauge!(name, labels).increment(0.0),
+        Kind::Histogram => drop(metrics::histogram!(name, labels)),
+    }
+}
+
 /// Buckets for request and processing durations, seconds.
 const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -70,18 +418,231 @@ const LAG_BUCKETS: [f64; 14] = [
 /// # Errors
 /// When another recorder was installed by someone else.
 pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
         std::sync::OnceLock::new();
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CHANGE_LAG.into()), &LAG_BUCKETS))
-        .and_then(PrometheusBuilder::install_recorder)
+    let handle = builder()
+        .and_then(metrics_exporter_prometheus::PrometheusBuilder::install_recorder)
         .map_err(|e| format!("cannot install the Prometheus recorder: {e}"))?;
     let handle = HANDLE.get_or_init(|| handle).clone();
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(handle)
+}
+
+/// The exporter with our histogram buckets.
+fn builder(
+) -> Result<metrics_exporter_prometheus::PrometheusBuilder, metrics_exporter_prometheus::BuildError>
+{
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CHANGE_LAG.into()), &LAG_BUCKETS))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The label values above are tied to the code that uses them by reading the sources: every
+    //! literal the code gives a label or a failure is listed, and every listed value is used.
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Every `.rs` file under `src/` but this one, with its text.
+    fn sources() -> Vec<(String, String)> {
+        fn walk(dir: &Path, out: &mut Vec<(String, String)>) {
+            let entries =
+                std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            for entry in entries {
+                let path = entry.expect("directory entry").path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("src/metrics.rs")
+                {
+                    let text = std::fs::read_to_string(&path)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    out.push((path.display().to_string(), text));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+        assert!(out.len() > 10, "found only {} source files", out.len());
+        out
+    }
+
+    /// The contents of the string literals in `text` (no escapes in label values).
+    fn literals(text: &str) -> Vec<&str> {
+        text.split('"').skip(1).step_by(2).collect()
+    }
+
+    /// The text after each `marker`, up to the first `end` (at most `limit` bytes).
+    fn spans<'a>(text: &'a str, marker: &str, end: &str, limit: usize) -> Vec<&'a str> {
+        text.match_indices(marker)
+            .map(|(i, _)| {
+                let rest = &text[i + marker.len()..];
+                let mut stop = rest.find(end).unwrap_or(rest.len()).min(limit);
+                while !rest.is_char_boundary(stop) {
+                    stop -= 1;
+                }
+                &rest[..stop]
+            })
+            .collect()
+    }
+
+    /// `"label" => "value"` pairs of the metric macros.
+    fn label_literals(text: &str) -> Vec<(&str, &str)> {
+        text.match_indices("\" => \"")
+            .filter_map(|(i, _)| {
+                let label = text[..i].rsplit('"').next()?;
+                let value = text[i + 6..].split('"').next()?;
+                Some((label, value))
+            })
+            .collect()
+    }
+
+    fn family(name: &str) -> Family {
+        FAMILIES
+            .into_iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} is not in FAMILIES"))
+    }
+
+    fn values(name: &str) -> BTreeSet<&'static str> {
+        (family(name).label.expect("labelled").1)()
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn the_failure_reasons_are_exactly_those_the_worker_gives() {
+        let mut found = BTreeSet::new();
+        for (_, text) in sources() {
+            for marker in ["Poison {", "Transient {"] {
+                // `Poison { reason: <literals>, detail ...`: a construction, not a pattern.
+                for span in spans(&text, marker, "detail", 300) {
+                    if let Some(reason) = span.trim_start().strip_prefix("reason:") {
+                        found.extend(literals(reason).into_iter().map(str::to_owned));
+                    }
+                }
+            }
+        }
+        let listed: BTreeSet<String> = FAILURE_REASONS.map(str::to_owned).into();
+        assert_eq!(
+            found, listed,
+            "FAILURE_REASONS vs the code's Poison/Transient reasons"
+        );
+    }
+
+    #[test]
+    fn object_failure_kinds_are_failure_reasons_or_stopped() {
+        for kind in OBJECT_FAILURE_KINDS {
+            assert!(
+                FAILURE_REASONS.contains(&kind) || kind == "stopped",
+                "{kind} is no failure reason"
+            );
+        }
+    }
+
+    #[test]
+    fn every_skip_reason_the_worker_gives_is_listed() {
+        let listed = values(MESSAGES_SKIPPED);
+        let mut found = BTreeSet::new();
+        for (_, text) in sources() {
+            for span in spans(&text, "Skipped {", "}", 200) {
+                found.extend(literals(span).into_iter().map(str::to_owned));
+            }
+        }
+        assert!(found.len() >= 2, "no Skipped literal found: {found:?}");
+        let missing: Vec<_> = found
+            .iter()
+            .filter(|r| !listed.contains(r.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "skip reasons not zero-initialised: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_literal_label_value_in_the_code_is_listed_for_its_label() {
+        let mut checked = 0;
+        for (path, text) in sources() {
+            for (label, value) in label_literals(&text) {
+                let known: BTreeSet<&str> = FAMILIES
+                    .into_iter()
+                    .filter_map(|f| f.label)
+                    .filter(|(l, _)| *l == label)
+                    .flat_map(|(_, values)| values())
+                    .collect();
+                assert!(
+                    known.contains(value),
+                    "{path}: {label}={value} is not zero-initialised by register_all"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} label literals found");
+    }
+
+    #[test]
+    fn every_listed_label_value_is_used_by_the_code() {
+        let code: String = sources().into_iter().map(|(_, text)| text).collect();
+        for family in FAMILIES {
+            let Some((label, values)) = family.label else {
+                continue;
+            };
+            if family.name == BUILD_INFO {
+                continue;
+            }
+            for value in values() {
+                assert!(
+                    code.contains(&format!("\"{value}\"")),
+                    "{}{{{label}=\"{value}\"}} is listed but no code gives it",
+                    family.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn register_all_shows_every_family_and_label_value_before_any_event() {
+        let recorder = builder().expect("buckets").build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, register_all);
+        let page = handle.render();
+        for family in FAMILIES {
+            if family.name == BUILD_INFO {
+                continue;
+            }
+            let kind = match family.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            assert!(
+                page.contains(&format!("# TYPE {} {kind}\n", family.name)),
+                "{} missing:\n{page}",
+                family.name
+            );
+            assert!(page.contains(&format!("# HELP {} ", family.name)));
+            match (family.kind, family.label) {
+                (Kind::Histogram, _) => {
+                    assert!(
+                        page.contains(&format!("{}_count 0\n", family.name)),
+                        "{page}"
+                    );
+                }
+                (_, None) => assert!(page.contains(&format!("{} 0\n", family.name)), "{page}"),
+                (_, Some((label, values))) => {
+                    for value in values() {
+                        let series = format!("{}{{{label}=\"{value}\"}} 0\n", family.name);
+                        assert!(page.contains(&series), "{series} missing:\n{page}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1001,3 +1001,83 @@ fn kubernetes_manifests_match_the_kubernetes_schemas() {
         text(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The container image (Dockerfile, scripts/image.sh) and the Deployment that runs it
+
+/// The `runtime` stage of the Dockerfile: the lines after `FROM scratch AS runtime`.
+fn runtime_stage() -> Vec<String> {
+    let dockerfile = read("Dockerfile");
+    let (_, runtime) = dockerfile
+        .split_once("FROM scratch AS runtime\n")
+        .expect("the Dockerfile has a `FROM scratch AS runtime` stage");
+    runtime.lines().map(str::to_owned).collect()
+}
+
+fn instruction<'a>(stage: &'a [String], name: &str) -> &'a str {
+    stage
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in the Dockerfile's runtime stage"))
+}
+
+#[test]
+fn kubernetes_deployment_runs_the_image_as_built_with_a_writable_spool_under_a_read_only_root() {
+    let m = Manifests::load();
+    let container = m.container();
+    let stage = runtime_stage();
+
+    // The name and tag scripts/image.sh gives the image, with any registry in front.
+    let tag = format!("cloudtrail-changes:{}", env!("CARGO_PKG_VERSION"));
+    let image = container["image"].as_str().expect("image");
+    assert!(
+        image == tag || image.ends_with(&format!("/{tag}")),
+        "the Deployment runs {image}, the image is {tag}"
+    );
+    assert!(read("scripts/image.sh").contains("image=cloudtrail-changes:$version"));
+
+    // The binary where the image has it, as the image's user.
+    let entrypoint: Vec<String> =
+        serde_json::from_str(instruction(&stage, "ENTRYPOINT")).expect("ENTRYPOINT is JSON");
+    assert_eq!(
+        container["command"][0].as_str(),
+        Some(entrypoint[0].as_str())
+    );
+    let uid: u64 = instruction(&stage, "USER")
+        .split(':')
+        .next()
+        .and_then(|u| u.parse().ok())
+        .expect("USER uid:gid");
+    assert_ne!(uid, 0, "the image runs as root");
+    assert_eq!(m.pod()["spec"]["securityContext"]["runAsUser"], uid);
+
+    // A read-only root, and TMPDIR (where the spool goes) on a writable emptyDir.
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let tmpdir = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "TMPDIR")
+        .and_then(|e| e["value"].as_str())
+        .expect("TMPDIR set in the container");
+    assert!(stage
+        .iter()
+        .any(|l| l.contains(&format!("TMPDIR={tmpdir}"))));
+    let mount = container["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["mountPath"] == tmpdir)
+        .unwrap_or_else(|| panic!("nothing mounted at TMPDIR {tmpdir}"));
+    assert_ne!(mount["readOnly"], true, "the spool must be writable");
+    let volume = m.pod()["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the spool's volume");
+    assert!(
+        volume["emptyDir"].is_object(),
+        "the spool is an emptyDir: {volume}"
+    );
+}

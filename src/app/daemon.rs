@@ -50,6 +50,8 @@ impl Daemon {
             ));
         }
         let metrics = crate::metrics::install().map_err(AppError::Usage)?;
+        // Every documented series exists from the first scrape, so `increase()` sees event one.
+        crate::metrics::register_all();
         let settings = Arc::new(settings);
         let parts = Parts::open(&settings).await?;
         // Refuse to start on a missing or unreachable queue, saying how to fix it.
