@@ -5,9 +5,10 @@
 //! only those above it in this list, never one below (no import cycles).
 //!
 //! - [`util`]: small shared helpers (error chains, durations, ARNs, list settings).
-//! - [`metrics`]: every metric name, with its description, in one place.
 //! - [`core`]: the pure stages, in data order: envelope -> records -> filter -> normalize, and
 //!   the pipeline that runs them over one object. No I/O, no AWS, no tokio.
+//! - [`metrics`]: every metric family, with its description and its known label values (the
+//!   core's drop and skip reasons among them), registered at zero at start-up.
 //! - [`aws`]: the edges to AWS: SQS (the queue and the DLQ), STS credentials, S3 downloads.
 //! - [`subscriptions`]: which keys and role belong to a bucket: validation, sealing, the SQLite
 //!   and DynamoDB stores, the workers' cached lookup and the HTTP API's handlers.

@@ -173,8 +173,8 @@ fn assume_role_outcomes() -> Vec<&'static str> {
     ASSUME_ROLE_OUTCOMES.to_vec()
 }
 fn drop_reasons() -> Vec<&'static str> {
-    crate::filter::Reason::ALL
-        .map(crate::filter::Reason::as_str)
+    crate::core::filter::Reason::ALL
+        .map(crate::core::filter::Reason::as_str)
         .to_vec()
 }
 fn version() -> Vec<&'static str> {
@@ -183,7 +183,7 @@ fn version() -> Vec<&'static str> {
 
 /// Every skip reason: the envelope's and the worker's own.
 fn skip_reasons() -> Vec<&'static str> {
-    use crate::envelope::SkipReason as S;
+    use crate::core::envelope::SkipReason as S;
     // Exhaustive on purpose: a new variant does not compile until it is listed below.
     let listed = |r: S| match r {
         S::TestEvent
