@@ -283,6 +283,7 @@ fn the_pipeline_tally_survives_an_error() {
         policy: &policy,
         normalize: normalize::Options::default(),
         max_record_bytes: 1 << 20,
+        now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64),
     };
     let json = br#"{"Records":[{"eventID":"a","eventTime":"2024-01-01T00:00:00Z","eventName":"CreateUser"},{"eventID":"#;
     let mut tally = Tally::default();

@@ -85,6 +85,7 @@ fn pipeline_with(json: &[u8], max_record_bytes: usize) -> Run {
         policy: &policy,
         normalize: normalize::Options::default(),
         max_record_bytes,
+        now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64),
     };
     let (mut changes, mut dropped, mut tally) = (Vec::new(), Vec::new(), Tally::default());
     let origin = Origin {
@@ -766,19 +767,19 @@ fn records_with_fields_of_the_wrong_type_are_dropped_as_malformed_or_read_as_abs
         let change = kept(&format!(",\"userIdentity\":{v}"));
         assert_eq!(change.tags.get("user_name"), Some("unknown"), "{v}");
         assert_eq!(change.tags.get("user_arn"), None, "{v}");
-        // requestParameters that is not an object gives no rp_ tag (an object is one tag a
-        // member, so `{"a":1}` gives `rp_a`).
+        // requestParameters that is not an object is one tag `rp` (an object is one tag a
+        // member, so `{"a":1}` gives `rp_a`); null and empty values give none.
         let change = kept(&format!(",\"requestParameters\":{v}"));
         let rp: Vec<&(String, String)> = change
             .tags
             .0
             .iter()
-            .filter(|(k, _)| k.starts_with("rp_"))
+            .filter(|(k, _)| k == "rp" || k.starts_with("rp_"))
             .collect();
-        let want: &[(&str, &str)] = if v == "{\"a\":1}" {
-            &[("rp_a", "1")]
-        } else {
-            &[]
+        let want: &[(&str, &str)] = match v {
+            "{\"a\":1}" => &[("rp_a", "1")],
+            "null" | "[]" | "{}" => &[],
+            _ => &[("rp", v)],
         };
         let rp: Vec<(&str, &str)> = rp.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(rp, want, "{v}");
