@@ -361,7 +361,11 @@ mod tests {
         };
         assert_eq!(at("0001-01-01T00:00:00Z"), Err(Reason::Malformed));
         assert_eq!(at("2012-12-31T23:59:59Z"), Err(Reason::Malformed));
-        assert_eq!(at("2013-01-01T00:00:00Z"), Ok(()), "the first plausible second");
+        assert_eq!(
+            at("2013-01-01T00:00:00Z"),
+            Ok(()),
+            "the first plausible second"
+        );
         assert_eq!(
             at("2013-01-01T01:00:00+01:00"),
             Ok(()),

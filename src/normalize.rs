@@ -157,9 +157,7 @@ pub fn ticket_url(region: &str, event_id: &str) -> Option<String> {
     let url = if region.starts_with("cn-") {
         format!("https://console.amazonaws.cn/cloudtrail/home?region={region}#/events/{id}")
     } else if region.starts_with("us-gov-") {
-        format!(
-            "https://console.amazonaws-us-gov.com/cloudtrail/home?region={region}#/events/{id}"
-        )
+        format!("https://console.amazonaws-us-gov.com/cloudtrail/home?region={region}#/events/{id}")
     } else if is_isolated(region) {
         return None;
     } else {

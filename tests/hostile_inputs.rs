@@ -85,7 +85,9 @@ fn pipeline_with(json: &[u8], max_record_bytes: usize) -> Run {
         policy: &policy,
         normalize: normalize::Options::default(),
         max_record_bytes,
-        now: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64),
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
     };
     let (mut changes, mut dropped, mut tally) = (Vec::new(), Vec::new(), Tally::default());
     let origin = Origin {

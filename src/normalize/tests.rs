@@ -503,7 +503,13 @@ fn the_ticket_url_points_at_the_console_of_the_regions_partition() {
     ] {
         assert_eq!(url(isolated), None, "{isolated}");
     }
-    for commercial in ["us-east-1", "ap-southeast-5", "il-central-1", "usgov-1", "cnx-1"] {
+    for commercial in [
+        "us-east-1",
+        "ap-southeast-5",
+        "il-central-1",
+        "usgov-1",
+        "cnx-1",
+    ] {
         assert_eq!(
             url(commercial),
             Some(format!("https://{commercial}.console.aws.amazon.com/cloudtrailv2/home?region={commercial}#/events/id-1")),
