@@ -348,3 +348,46 @@ fn the_pipeline_tally_survives_an_error() {
     assert!(result.is_err());
     assert_eq!((tally.records, tally.changes, seen), (1, 1, 1));
 }
+
+#[test]
+fn explain_names_an_implausible_time_as_malformed_and_the_ssm_agent_reports_as_noise() {
+    let (changes, summary, err) = run_process(&[data("edge/second-round.json")], true);
+    assert!(summary.failed.is_empty(), "{err}");
+    let implausible = "reason=malformed (eventTime is implausible: before 2013-01-01T00:00:00Z or more than a day after now)";
+    for (index, id, name, reason) in [
+        (0, "second-round-0", "CreateAssociation", implausible),
+        (1, "second-round-1", "CreateAssociation", implausible),
+        (2, "second-round-2", "CreateAssociation", implausible),
+        (
+            3,
+            "second-round-3",
+            "UpdateInstanceInformation",
+            "reason=noise",
+        ),
+        (
+            4,
+            "second-round-4",
+            "UpdateInstanceAssociationStatus",
+            "reason=noise",
+        ),
+    ] {
+        let line = format!("dropped record {index}: eventID={id} eventName={name} {reason}\n");
+        assert!(err.contains(&line), "{line} in {err}");
+    }
+    assert_eq!(
+        (
+            summary.tally.dropped(Reason::Malformed),
+            summary.tally.dropped(Reason::Noise)
+        ),
+        (3, 2)
+    );
+    // The first plausible second is kept; its ticket_url is China's console, and a string
+    // requestParameters is one `rp` tag.
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0]["start"], 1_356_998_400);
+    assert_eq!(
+        changes[0]["ticket_url"],
+        "https://console.amazonaws.cn/cloudtrail/home?region=cn-north-1#/events/second-round-5"
+    );
+    assert_eq!(changes[0]["tags"]["rp"], "AWS-RunPatchBaseline");
+}
