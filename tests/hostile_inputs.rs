@@ -895,14 +895,31 @@ fn odd_event_time_formats_are_kept_with_a_normalized_start_or_dropped_as_malform
             "2024-03-01T23:59:60Z",
             START - 10 * 3600 - 20 * 60 - 30 + day,
         ),
-        ("1970-01-01T00:00:00Z", 0),
-        ("9999-12-31T23:59:59Z", 253_402_300_799),
-        // Year 0 is a valid proleptic Gregorian year: before the epoch, still a date-time.
-        ("0000-01-01T00:00:00Z", -62_167_219_200),
+        // The first second CloudTrail could have written, in another zone.
+        ("2013-01-01T01:00:00+01:00", 1_356_998_400),
     ];
     for (time, start) in kept_at {
         let change = kept(&format!(",\"eventTime\":\"{time}\""));
         assert_eq!((change.start, change.end), (start, start), "{time}");
+    }
+    // Date-times before CloudTrail existed or far ahead are implausible: malformed too, with
+    // their own reason. (Year 0 is a valid proleptic Gregorian year: a date-time, implausible.)
+    for time in [
+        "1970-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "2012-12-31T23:59:59Z",
+        "2013-01-01T00:59:59+01:00",
+        "9999-12-31T23:59:59Z",
+    ] {
+        assert_eq!(
+            dropped(&format!(",\"eventTime\":\"{time}\"")),
+            (
+                Reason::Malformed,
+                Some("eventTime is implausible: before 2013-01-01T00:00:00Z or more than a day after now")
+            ),
+            "{time}"
+        );
     }
     let malformed = [
         "",
