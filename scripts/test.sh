@@ -2,7 +2,9 @@
 # The project's test command (README "Tests"; CI runs exactly this through .ci/run).
 # Formatting and lints first (cheap), then every test, then a check that the golden reference
 # still matches what the independent Python reading of change-model.md produces, then the short
-# soak-and-chaos run (scripts/soak.sh --short --debug, about 2 minutes).
+# soak-and-chaos run (scripts/soak.sh --short --debug, about 2 minutes). The golden tests compare
+# `process` with that reference: counts per reason, IDs in order, and each change's summary,
+# start, ticket_url and user tags; the diff below keeps the reference honest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -85,6 +85,9 @@ fn pipeline_with(json: &[u8], max_record_bytes: usize) -> Run {
         policy: &policy,
         normalize: normalize::Options::default(),
         max_record_bytes,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
     };
     let (mut changes, mut dropped, mut tally) = (Vec::new(), Vec::new(), Tally::default());
     let origin = Origin {
@@ -766,19 +769,19 @@ fn records_with_fields_of_the_wrong_type_are_dropped_as_malformed_or_read_as_abs
         let change = kept(&format!(",\"userIdentity\":{v}"));
         assert_eq!(change.tags.get("user_name"), Some("unknown"), "{v}");
         assert_eq!(change.tags.get("user_arn"), None, "{v}");
-        // requestParameters that is not an object gives no rp_ tag (an object is one tag a
-        // member, so `{"a":1}` gives `rp_a`).
+        // requestParameters that is not an object is one tag `rp` (an object is one tag a
+        // member, so `{"a":1}` gives `rp_a`); null and empty values give none.
         let change = kept(&format!(",\"requestParameters\":{v}"));
         let rp: Vec<&(String, String)> = change
             .tags
             .0
             .iter()
-            .filter(|(k, _)| k.starts_with("rp_"))
+            .filter(|(k, _)| k == "rp" || k.starts_with("rp_"))
             .collect();
-        let want: &[(&str, &str)] = if v == "{\"a\":1}" {
-            &[("rp_a", "1")]
-        } else {
-            &[]
+        let want: &[(&str, &str)] = match v {
+            "{\"a\":1}" => &[("rp_a", "1")],
+            "null" | "[]" | "{}" => &[],
+            _ => &[("rp", v)],
         };
         let rp: Vec<(&str, &str)> = rp.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(rp, want, "{v}");
@@ -892,14 +895,31 @@ fn odd_event_time_formats_are_kept_with_a_normalized_start_or_dropped_as_malform
             "2024-03-01T23:59:60Z",
             START - 10 * 3600 - 20 * 60 - 30 + day,
         ),
-        ("1970-01-01T00:00:00Z", 0),
-        ("9999-12-31T23:59:59Z", 253_402_300_799),
-        // Year 0 is a valid proleptic Gregorian year: before the epoch, still a date-time.
-        ("0000-01-01T00:00:00Z", -62_167_219_200),
+        // The first second CloudTrail could have written, in another zone.
+        ("2013-01-01T01:00:00+01:00", 1_356_998_400),
     ];
     for (time, start) in kept_at {
         let change = kept(&format!(",\"eventTime\":\"{time}\""));
         assert_eq!((change.start, change.end), (start, start), "{time}");
+    }
+    // Date-times before CloudTrail existed or far ahead are implausible: malformed too, with
+    // their own reason. (Year 0 is a valid proleptic Gregorian year: a date-time, implausible.)
+    for time in [
+        "1970-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "2012-12-31T23:59:59Z",
+        "2013-01-01T00:59:59+01:00",
+        "9999-12-31T23:59:59Z",
+    ] {
+        assert_eq!(
+            dropped(&format!(",\"eventTime\":\"{time}\"")),
+            (
+                Reason::Malformed,
+                Some("eventTime is implausible: before 2013-01-01T00:00:00Z or more than a day after now")
+            ),
+            "{time}"
+        );
     }
     let malformed = [
         "",

@@ -9,7 +9,7 @@ use crate::settings::Settings;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What `process` is asked to do.
 #[derive(Debug, Clone)]
@@ -78,6 +78,10 @@ pub fn run(
         policy: &settings.policy,
         normalize: settings.normalize,
         max_record_bytes: settings.records.max_record_bytes,
+        // One moment for the whole run: the plausibility bound allows a day of slack.
+        now: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
     };
     for path in &request.paths {
         let files = match list_files(path, &mut summary.skipped) {

@@ -1,10 +1,10 @@
 //! Decides which CloudTrail records are real changes (change-model.md, "Which records are
 //! changes"). Pure: a record and a policy in, a verdict out. Every drop has a [`Reason`].
 //!
-//! The steps, in order: malformed, category, read-only, failed, event type, noise; then
-//! [`Dedup`] drops an `eventID` already seen.
+//! The steps, in order: malformed (including an implausible `eventTime`), category, read-only,
+//! failed, event type, noise; then [`Dedup`] drops an `eventID` already seen.
 
-use crate::core::records::{Element, Record};
+use crate::core::records::{Element, Malformed, Record, RecordKey};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -61,8 +61,9 @@ pub const DEFAULT_READ_PREFIXES: [&str; 18] = [
 /// The event types that are resource changes.
 pub const DEFAULT_EVENT_TYPES: [&str; 3] = ["AwsApiCall", "AwsConsoleAction", "AwsServiceEvent"];
 
-/// Event names that are never changes worth correlating (globs).
-pub const DEFAULT_NOISE: [&str; 16] = [
+/// Event names that are never changes worth correlating (globs). The SSM agent's two reports
+/// come from every managed instance every few minutes: they would eat the API's budget.
+pub const DEFAULT_NOISE: [&str; 18] = [
     "AssumeRole*",
     "GetSessionToken",
     "GetFederationToken",
@@ -79,7 +80,35 @@ pub const DEFAULT_NOISE: [&str; 16] = [
     "CreateToken",
     "RegisterClient",
     "BatchCheckLayerAvailability",
+    "UpdateInstanceInformation",
+    "UpdateInstanceAssociationStatus",
 ];
+
+/// The earliest plausible `eventTime`, 2013-01-01T00:00:00Z: CloudTrail did not exist before.
+pub const EARLIEST_EVENT_TIME: i64 = 1_356_998_400;
+
+/// How far after the moment of processing an `eventTime` may lie (clock skew), in seconds.
+pub const MAX_EVENT_TIME_AHEAD: i64 = 86_400;
+
+/// Whether `unix_seconds` is a plausible `eventTime` when processing at `now` (Unix seconds):
+/// from 2013-01-01T00:00:00Z to one day after `now`, both included.
+pub fn plausible(unix_seconds: i64, now: i64) -> bool {
+    (EARLIEST_EVENT_TIME..=now.saturating_add(MAX_EVENT_TIME_AHEAD)).contains(&unix_seconds)
+}
+
+/// The record's identity when it is well formed at `now`: an `eventID`, and an `eventTime` that
+/// parses and is [`plausible`].
+///
+/// # Errors
+/// What makes the record malformed.
+pub fn well_formed<'r>(r: &'r Record<'_>, now: i64) -> Result<RecordKey<'r>, Malformed> {
+    let key = r.key()?;
+    if plausible(key.unix_seconds, now) {
+        Ok(key)
+    } else {
+        Err(Malformed::ImplausibleEventTime)
+    }
+}
 
 /// The filter's policy, compiled once from settings.
 #[derive(Debug, Clone)]
@@ -106,19 +135,20 @@ impl Policy {
         })
     }
 
-    /// Why `record` is not a change, or `Ok` when it is one (before de-duplication).
+    /// Why `record` is not a change when processed at `now` (Unix seconds), or `Ok` when it is
+    /// one (before de-duplication).
     ///
     /// # Errors
     /// The [`Reason`] of the first step that drops the record.
-    pub fn check(&self, element: &Element<'_>) -> Result<(), Reason> {
+    pub fn check(&self, element: &Element<'_>, now: i64) -> Result<(), Reason> {
         match element {
             Element::NotAnObject | Element::Unreadable => Err(Reason::Malformed),
-            Element::Record(record) => self.check_record(record),
+            Element::Record(record) => self.check_record(record, now),
         }
     }
 
-    fn check_record(&self, r: &Record<'_>) -> Result<(), Reason> {
-        r.key().map_err(|_| Reason::Malformed)?;
+    fn check_record(&self, r: &Record<'_>, now: i64) -> Result<(), Reason> {
+        well_formed(r, now).map_err(|_| Reason::Malformed)?;
         if !self.category_allowed(r) {
             return Err(Reason::Category);
         }
@@ -276,9 +306,12 @@ impl Hasher for Prehashed {
 mod tests {
     use super::*;
 
+    /// 2024-06-01T00:00:00Z: "now" in the tests.
+    const NOW: i64 = 1_717_200_000;
+
     fn check_with(policy: &Policy, json: &str) -> Result<(), Reason> {
         let element: Element<'_> = serde_json::from_str(json).expect("test JSON");
-        policy.check(&element)
+        policy.check(&element, NOW)
     }
 
     fn check(json: &str) -> Result<(), Reason> {
@@ -317,6 +350,52 @@ mod tests {
         ] {
             assert_eq!(check(json), Err(Reason::Malformed), "{json}");
         }
+    }
+
+    #[test]
+    fn event_times_before_cloudtrail_or_more_than_a_day_ahead_are_malformed() {
+        let at = |time: &str| {
+            check(&format!(
+                r#"{{"eventID":"e","eventTime":"{time}","eventName":"CreateUser"}}"#
+            ))
+        };
+        assert_eq!(at("0001-01-01T00:00:00Z"), Err(Reason::Malformed));
+        assert_eq!(at("2012-12-31T23:59:59Z"), Err(Reason::Malformed));
+        assert_eq!(
+            at("2013-01-01T00:00:00Z"),
+            Ok(()),
+            "the first plausible second"
+        );
+        assert_eq!(
+            at("2013-01-01T01:00:00+01:00"),
+            Ok(()),
+            "the same instant with an offset"
+        );
+        assert_eq!(at("2012-12-31T23:59:59-00:01"), Ok(()));
+        // NOW is 2024-06-01T00:00:00Z: one day after it is plausible, a second more is not.
+        assert_eq!(at("2024-06-02T00:00:00Z"), Ok(()));
+        assert_eq!(at("2024-06-02T00:00:01Z"), Err(Reason::Malformed));
+        assert_eq!(at("9999-12-31T23:59:59Z"), Err(Reason::Malformed));
+    }
+
+    #[test]
+    fn an_implausible_time_says_why_the_record_is_malformed() {
+        let element: Element<'_> =
+            serde_json::from_str(r#"{"eventID":"e","eventTime":"0001-01-01T00:00:00Z"}"#)
+                .expect("test JSON");
+        let Element::Record(record) = element else {
+            panic!("an object")
+        };
+        assert_eq!(
+            well_formed(&record, NOW).map(|k| k.unix_seconds),
+            Err(Malformed::ImplausibleEventTime)
+        );
+        assert!(Malformed::ImplausibleEventTime
+            .as_str()
+            .contains("implausible"));
+        assert!(plausible(EARLIEST_EVENT_TIME, NOW));
+        assert!(!plausible(EARLIEST_EVENT_TIME - 1, NOW));
+        assert!(plausible(i64::MAX, i64::MAX), "no overflow at the top");
     }
 
     #[test]
@@ -477,6 +556,8 @@ mod tests {
             "Decrypt",
             "PutLogEvents",
             "BatchCheckLayerAvailability",
+            "UpdateInstanceInformation",
+            "UpdateInstanceAssociationStatus",
         ] {
             assert_eq!(
                 check(&format!(
@@ -493,11 +574,18 @@ mod tests {
             Ok(()),
             "globs match the whole name"
         );
+        assert_eq!(
+            check(&format!(
+                r#"{{{T},"eventName":"UpdateInstanceInformationX","readOnly":false}}"#
+            )),
+            Ok(()),
+            "the SSM names are whole names, not prefixes"
+        );
         let extra = with(|s| s.extra_noise = vec!["Update*Status".into()]);
         assert_eq!(
             check_with(
                 &extra,
-                &format!(r#"{{{T},"eventName":"UpdateInstanceAssociationStatus"}}"#)
+                &format!(r#"{{{T},"eventName":"UpdateServiceStatus"}}"#)
             ),
             Err(Reason::Noise)
         );

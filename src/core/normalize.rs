@@ -2,8 +2,9 @@
 //! change-model.md ("The mapping") says. Pure: a record in, a [`Change`] out.
 //!
 //! Tag values: strings as they are; numbers and booleans in their JSON text; objects and
-//! arrays as compact JSON keeping the source's key order; `null` and absent values give no
-//! tag; a value longer than the limit is cut on a character boundary and ends in `…`.
+//! arrays as compact JSON keeping the source's key order; `null`, absent and empty values
+//! (`""`, `{}`, `[]`) give no tag; a value longer than the limit is cut on a character boundary
+//! and ends in `…`.
 
 mod identity;
 mod json;
@@ -127,7 +128,7 @@ pub fn normalize(
             .to_owned(),
         start: key.unix_seconds,
         end: key.unix_seconds,
-        ticket_url: region.map(|r| ticket_url(r, key.event_id)),
+        ticket_url: region.and_then(|r| ticket_url(r, key.event_id)),
         tags: Tags(tags.tags),
         metadata: Metadata {
             bucket: origin.bucket.map(str::to_owned),
@@ -148,12 +149,32 @@ const FRAGMENT: &AsciiSet = &CONTROLS
     .add(b'#')
     .add(b'%');
 
-/// The CloudTrail console page of one event.
-pub fn ticket_url(region: &str, event_id: &str) -> String {
+/// The CloudTrail console page of one event in its region's partition: China (`cn-*`) and
+/// GovCloud (`us-gov-*`) have consoles of their own, the isolated partitions have no public
+/// console (`None`), every other region name is commercial.
+pub fn ticket_url(region: &str, event_id: &str) -> Option<String> {
     let id = utf8_percent_encode(event_id, FRAGMENT);
-    format!(
-        "https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events/{id}"
-    )
+    let url = if region.starts_with("cn-") {
+        format!("https://console.amazonaws.cn/cloudtrail/home?region={region}#/events/{id}")
+    } else if region.starts_with("us-gov-") {
+        format!("https://console.amazonaws-us-gov.com/cloudtrail/home?region={region}#/events/{id}")
+    } else if is_isolated(region) {
+        return None;
+    } else {
+        format!(
+            "https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events/{id}"
+        )
+    };
+    Some(url)
+}
+
+/// An isolated partition's region: `us-iso-*`, `us-isob-*`, `us-isof-*`, `eu-isoe-*` and any
+/// other whose second part starts with `iso` (our reading of the model's "and the like").
+fn is_isolated(region: &str) -> bool {
+    region
+        .split('-')
+        .nth(1)
+        .is_some_and(|part| part.starts_with("iso"))
 }
 
 /// Whether `s` looks like an AWS region name (so it is safe in a host name).
@@ -189,28 +210,34 @@ pub(crate) struct TagBuilder {
 }
 
 impl TagBuilder {
-    /// A string tag; `None` gives no tag.
+    /// A string tag; `None` and `""` give no tag.
     pub(crate) fn text(&mut self, name: &str, value: Option<&str>) {
-        if let Some(v) = value {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
             self.tags
                 .push((name.to_owned(), cut(Cow::Borrowed(v), self.max)));
         }
     }
 
-    /// A tag from a raw JSON value; `null` gives no tag.
+    /// A tag from a raw JSON value; `null` and empty values give no tag.
     fn raw(&mut self, name: String, value: &RawValue) {
         if let Some(v) = json::tag_text(value) {
             self.tags.push((name, cut(v, self.max)));
         }
     }
 
-    /// `rp_{key}` for each top-level key of `requestParameters`, in source order.
+    /// `rp_{key}` for each top-level key of `requestParameters`, in source order; a value that
+    /// is not an object (a string, a number, an array) is one tag `rp`.
     fn request_parameters(&mut self, raw: Option<&RawValue>) {
-        let Some(members) = raw.and_then(json::members) else {
+        let Some(raw) = raw else {
             return;
         };
-        for (key, value) in members {
-            self.raw(format!("rp_{key}"), value);
+        match json::members(raw) {
+            Some(members) => {
+                for (key, value) in members {
+                    self.raw(format!("rp_{key}"), value);
+                }
+            }
+            None => self.raw("rp".to_owned(), raw),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Runs one object's JSON through records -> filter -> normalize, handing each outcome to the
 //! caller and tallying it. No I/O of its own: the caller brings the bytes and takes the changes.
 
-use crate::core::filter::{Dedup, Policy, Reason};
+use crate::core::filter::{self, Dedup, Policy, Reason};
 use crate::core::normalize::{self, Change, Origin};
 use crate::core::records::{Element, Malformed, RecordReader, RecordsError};
 use std::io::Read;
@@ -74,6 +74,9 @@ pub struct Pipeline<'s> {
     pub policy: &'s Policy,
     pub normalize: normalize::Options,
     pub max_record_bytes: usize,
+    /// The moment of processing (Unix seconds): an `eventTime` more than a day after it is
+    /// implausible. The caller reads the clock; the pipeline reads none.
+    pub now: i64,
 }
 
 impl Pipeline<'_> {
@@ -138,8 +141,10 @@ impl Pipeline<'_> {
                 detail,
             })
         };
-        if let Err(reason) = self.policy.check(element) {
-            let detail = record.key().err().map(Malformed::as_str);
+        if let Err(reason) = self.policy.check(element, self.now) {
+            let detail = filter::well_formed(record, self.now)
+                .err()
+                .map(Malformed::as_str);
             return dropped(reason, detail);
         }
         // Checked before mapping: a duplicate costs no mapping work.

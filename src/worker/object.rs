@@ -160,6 +160,7 @@ fn spawn_parser(
             policy: &settings.policy,
             normalize: settings.normalize,
             max_record_bytes: settings.records.max_record_bytes,
+            now: unix_now(),
         };
         let json = match records::open(spool, &settings.records) {
             Ok((_, json)) => json,
@@ -298,6 +299,13 @@ async fn save_checkpoint(shared: &Shared, id: &str, accepted: u64) {
         metrics::counter!(m::CHECKPOINT_ERRORS).increment(1);
         tracing::warn!(error = %e, accepted, "cannot save the checkpoint; a retry may resend changes");
     }
+}
+
+/// The clock in Unix seconds (0 for a clock before 1970).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Seconds from a change's event time to now (0 for a clock that is behind).

@@ -875,6 +875,9 @@ async fn odd_records_in_a_real_object_are_delivered_as_the_pipeline_maps_them_de
         policy: &settings.policy,
         normalize: settings.normalize,
         max_record_bytes: settings.records.max_record_bytes,
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
     };
     let mut expected = BTreeMap::new();
     let mut tally = cloudtrail_changes::core::pipeline::Tally::default();

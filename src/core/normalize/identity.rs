@@ -44,11 +44,13 @@ fn members(raw: &RawValue) -> Option<Members<'_>> {
     serde_json::from_str(raw.get()).ok()
 }
 
+/// A text member; an empty string counts as absent, so the next `user_name` rule applies.
 fn text<'a>(members: &Members<'a>, name: &str) -> Lenient<'a> {
-    members
+    let value: Lenient<'a> = members
         .get(name)
         .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    Lenient(value.0.filter(|s| !s.is_empty()))
 }
 
 fn object<'a>(members: &Members<'a>, name: &str) -> Option<Members<'a>> {
@@ -134,16 +136,20 @@ fn assumed_role<'i>(
         .and_then(|i| i.user_name.0.as_deref())
         .or(arn_parts.map(|(role, _)| role));
     let session = arn_parts
-        .map(|(_, s)| s)
+        .and_then(|(_, s)| s)
         .or(after_colon(id.principal_id.0.as_deref()));
     (name, session)
 }
 
-/// `arn:aws:sts::123456789012:assumed-role/<role>/<session>` -> (role, session).
-fn assumed_role_arn(arn: &str) -> Option<(&str, &str)> {
+/// `arn:aws:sts::123456789012:assumed-role/<role>/<session>` -> (role, session); an ARN without
+/// a session part (`.../assumed-role/<role>`) gives the role alone.
+fn assumed_role_arn(arn: &str) -> Option<(&str, Option<&str>)> {
     let (_, path) = arn.split_once(":assumed-role/")?;
-    let (role, session) = path.rsplit_once('/')?;
-    (!role.is_empty() && !session.is_empty()).then_some((role, session))
+    let (role, session) = match path.rsplit_once('/') {
+        Some((role, session)) => (role, Some(session).filter(|s| !s.is_empty())),
+        None => (path, None),
+    };
+    (!role.is_empty()).then_some((role, session))
 }
 
 fn after_colon(s: Option<&str>) -> Option<&str> {

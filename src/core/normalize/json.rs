@@ -7,14 +7,20 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// The tag text of a raw value: strings as they are, numbers and booleans as their JSON text,
-/// objects and arrays as compact JSON; `None` for `null`.
+/// objects and arrays as compact JSON; `None` for `null` and for the empty values `""`, `{}`
+/// and `[]` (change-model.md, "Empty values make no tag"). A string `"{}"` is not empty.
 pub fn tag_text(raw: &RawValue) -> Option<Cow<'_, str>> {
     let text = raw.get();
-    match text.as_bytes().first()? {
-        b'n' => None,
-        b'"' => serde_json::from_str::<Cow<'_, str>>(text).ok(),
-        b'{' | b'[' => Some(Cow::Owned(compact(text))),
-        _ => Some(Cow::Borrowed(text)),
+    let first = *text.as_bytes().first()?;
+    let value = match first {
+        b'n' => return None,
+        b'"' => serde_json::from_str::<Cow<'_, str>>(text).ok()?,
+        b'{' | b'[' => Cow::Owned(compact(text)),
+        _ => Cow::Borrowed(text),
+    };
+    match (first, value.as_ref()) {
+        (b'"', "") | (b'{', "{}") | (b'[', "[]") => None,
+        _ => Some(value),
     }
 }
 

@@ -213,9 +213,7 @@ fn tag_values_follow_the_json_rules() {
             ("rp_i", "-3"),
             ("rp_big", "12345678901234567890"),
             ("rp_t", "true"),
-            ("rp_empty", ""),
             ("rp_o", r#"{"b":1,"a":["x","é/"]}"#),
-            ("rp_arr", "[]"),
             ("rp_esc", "line\nbreak"),
         ])
     );
@@ -236,17 +234,145 @@ fn a_key_given_twice_keeps_its_first_place_and_last_value() {
 }
 
 #[test]
-fn null_or_odd_request_parameters_give_no_tags() {
-    for rp in ["null", r#""text""#, "[1,2]", "5"] {
+fn empty_values_make_no_tag_anywhere() {
+    let c = change(
+        r#"{"eventID":"e","eventTime":"2024-01-01T00:00:00Z","eventSource":"","awsRegion":"",
+        "recipientAccountId":"","sourceIPAddress":"",
+        "userIdentity":{"type":"IAMUser","userName":"bob","arn":""},
+        "requestParameters":{"empty":"","obj":{},"spaced":{ },"arr":[],"arr2":[ ],"braces":"{}",
+        "zero":0,"f":false,"nested":{"e":""},"kept":"x"},
+        "resources":[{"ARN":"","type":"AWS::S3::Bucket","tags":{}},"",[],{}]}"#,
+    );
+    assert_eq!(
+        c.tags.0,
+        pairs(&[
+            ("user_name", "bob"),
+            ("user_type", "IAMUser"),
+            ("rp_braces", "{}"),
+            ("rp_zero", "0"),
+            ("rp_f", "false"),
+            ("rp_nested", r#"{"e":""}"#),
+            ("rp_kept", "x"),
+            ("resources0_type", "AWS::S3::Bucket"),
+        ]),
+        "a string \"{{}}\", 0, false and an object holding an empty value are not empty"
+    );
+    assert_eq!(c.ticket_url, None, "an empty region has no console");
+}
+
+#[test]
+fn empty_strings_in_the_user_name_rules_fall_through_to_the_next_rule() {
+    let name = |identity: &str| {
+        tags_of(identity)
+            .into_iter()
+            .find(|(k, _)| k == "user_name")
+            .map(|(_, v)| v)
+    };
+    let n = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        name(r#"{"type":"IAMUser","userName":"","invokedBy":"svc","principalId":"AIDA"}"#),
+        n("svc")
+    );
+    assert_eq!(
+        name(r#"{"type":"IAMUser","userName":"","invokedBy":"","principalId":"AIDA"}"#),
+        n("AIDA")
+    );
+    assert_eq!(
+        name(r#"{"type":"IAMUser","userName":"","invokedBy":"","principalId":""}"#),
+        n("unknown")
+    );
+    assert_eq!(name(r#"{"type":"Root","userName":""}"#), n("root"));
+    assert_eq!(
+        name(r#"{"type":"AWSService","invokedBy":"","principalId":"p"}"#),
+        n("p")
+    );
+    assert_eq!(
+        name(r#"{"type":"AWSAccount","accountId":"","principalId":"p"}"#),
+        n("p")
+    );
+    assert_eq!(
+        name(r#"{"type":"IdentityCenterUser","onBehalfOf":{"userId":""},"principalId":"p"}"#),
+        n("p")
+    );
+    assert_eq!(
+        name(
+            r#"{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/r/s","sessionContext":{"sessionIssuer":{"userName":""}}}"#
+        ),
+        n("r")
+    );
+    // An Identity Center sign-in writes `arn: ""`: no user_arn tag; an empty type no user_type.
+    assert_eq!(
+        tags_of(r#"{"type":"","arn":"","principalId":"p"}"#),
+        pairs(&[("user_name", "p")])
+    );
+    assert_eq!(
+        tags_of(
+            r#"{"type":"AssumedRole","arn":"","principalId":"AROA:s","sessionContext":{"sessionIssuer":{"arn":"arn:aws:iam::1:role/r","userName":"r"}}}"#
+        ),
+        pairs(&[
+            ("user_name", "r"),
+            ("user_type", "AssumedRole"),
+            ("user_arn", "arn:aws:iam::1:role/r"),
+            ("user_session", "s")
+        ]),
+        "an empty arn is absent: the issuer's ARN stands in"
+    );
+}
+
+#[test]
+fn an_assumed_role_arn_without_a_session_names_the_role() {
+    assert_eq!(
+        tags_of(
+            r#"{"type":"AssumedRole","principalId":"111111111111","arn":"arn:aws:sts::1:assumed-role/MakeStuffPublic"}"#
+        ),
+        pairs(&[
+            ("user_name", "MakeStuffPublic"),
+            ("user_type", "AssumedRole"),
+            ("user_arn", "arn:aws:sts::1:assumed-role/MakeStuffPublic"),
+        ]),
+        "no session in the ARN and none in principalId: no user_session"
+    );
+    assert_eq!(
+        tags_of(
+            r#"{"type":"AssumedRole","principalId":"AROAX:ci-run","arn":"arn:aws:sts::1:assumed-role/Admin/"}"#
+        ),
+        pairs(&[
+            ("user_name", "Admin"),
+            ("user_type", "AssumedRole"),
+            ("user_arn", "arn:aws:sts::1:assumed-role/Admin/"),
+            ("user_session", "ci-run"),
+        ]),
+        "the session comes from principalId"
+    );
+    assert_eq!(
+        tags_of(
+            r#"{"type":"AssumedRole","principalId":"AROAX:x","arn":"arn:aws:sts::1:assumed-role/Admin","sessionContext":{"sessionIssuer":{"userName":"IssuerName"}}}"#
+        )[0],
+        ("user_name".to_owned(), "IssuerName".to_owned()),
+        "the issuer's userName comes first"
+    );
+}
+
+#[test]
+fn request_parameters_that_are_not_an_object_are_one_rp_tag() {
+    let rp = |value: &str| {
         let c = change(&format!(
-            r#"{{"eventID":"e","eventTime":"2024-01-01T00:00:00Z","requestParameters":{rp}}}"#
+            r#"{{"eventID":"e","eventTime":"2024-01-01T00:00:00Z","requestParameters":{value}}}"#
         ));
-        assert!(
-            c.tags.0.iter().all(|(k, _)| !k.starts_with("rp_")),
-            "{rp}: {:?}",
-            c.tags
-        );
+        c.tags
+            .0
+            .into_iter()
+            .filter(|(k, _)| k == "rp" || k.starts_with("rp_"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rp(r#""text""#), pairs(&[("rp", "text")]));
+    assert_eq!(rp(r#"[1, "a" ]"#), pairs(&[("rp", r#"[1,"a"]"#)]));
+    assert_eq!(rp("5"), pairs(&[("rp", "5")]));
+    assert_eq!(rp("true"), pairs(&[("rp", "true")]));
+    for nothing in ["null", r#""""#, "[]", "{}"] {
+        assert_eq!(rp(nothing), pairs(&[]), "{nothing}");
     }
+    assert_eq!(rp(r#"{"a":1}"#), pairs(&[("rp_a", "1")]));
 }
 
 #[test]
@@ -343,7 +469,61 @@ fn the_ticket_url_needs_a_region_that_is_safe_in_a_host_name() {
         Some("evil.com/x"),
         "the tag keeps the value"
     );
-    assert_eq!(ticket_url("us-gov-west-1", "a b#c"), "https://us-gov-west-1.console.aws.amazon.com/cloudtrailv2/home?region=us-gov-west-1#/events/a%20b%23c");
+    assert_eq!(
+        ticket_url("eu-west-1", "a b#c").as_deref(),
+        Some("https://eu-west-1.console.aws.amazon.com/cloudtrailv2/home?region=eu-west-1#/events/a%20b%23c")
+    );
+}
+
+#[test]
+fn the_ticket_url_points_at_the_console_of_the_regions_partition() {
+    let url = |region: &str| ticket_url(region, "id-1");
+    assert_eq!(
+        url("cn-north-1").as_deref(),
+        Some("https://console.amazonaws.cn/cloudtrail/home?region=cn-north-1#/events/id-1")
+    );
+    assert_eq!(
+        url("cn-northwest-1").as_deref(),
+        Some("https://console.amazonaws.cn/cloudtrail/home?region=cn-northwest-1#/events/id-1")
+    );
+    assert_eq!(
+        url("us-gov-west-1").as_deref(),
+        Some("https://console.amazonaws-us-gov.com/cloudtrail/home?region=us-gov-west-1#/events/id-1")
+    );
+    assert_eq!(
+        url("us-gov-east-1").as_deref(),
+        Some("https://console.amazonaws-us-gov.com/cloudtrail/home?region=us-gov-east-1#/events/id-1")
+    );
+    for isolated in [
+        "us-iso-east-1",
+        "us-iso-west-1",
+        "us-isob-east-1",
+        "us-isof-south-1",
+        "eu-isoe-west-1",
+    ] {
+        assert_eq!(url(isolated), None, "{isolated}");
+    }
+    for commercial in [
+        "us-east-1",
+        "ap-southeast-5",
+        "il-central-1",
+        "usgov-1",
+        "cnx-1",
+    ] {
+        assert_eq!(
+            url(commercial),
+            Some(format!("https://{commercial}.console.aws.amazon.com/cloudtrailv2/home?region={commercial}#/events/id-1")),
+            "{commercial}"
+        );
+    }
+    let c = change(
+        r#"{"eventID":"e","eventTime":"2024-01-01T00:00:00Z","awsRegion":"us-isob-east-1"}"#,
+    );
+    assert_eq!(
+        (c.ticket_url, c.tags.get("aws_region")),
+        (None, Some("us-isob-east-1")),
+        "no link, the region tag stays"
+    );
 }
 
 #[test]

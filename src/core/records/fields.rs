@@ -83,6 +83,8 @@ pub enum Malformed {
     MissingEventId,
     MissingEventTime,
     BadEventTime,
+    /// `eventTime` before CloudTrail existed or more than a day ahead (see `filter::plausible`).
+    ImplausibleEventTime,
 }
 
 impl Malformed {
@@ -94,6 +96,9 @@ impl Malformed {
             Malformed::MissingEventId => "eventID is missing or not a non-empty string",
             Malformed::MissingEventTime => "eventTime is missing or not a string",
             Malformed::BadEventTime => "eventTime is not a date-time",
+            Malformed::ImplausibleEventTime => {
+                "eventTime is implausible: before 2013-01-01T00:00:00Z or more than a day after now"
+            }
         }
     }
 }
