@@ -30,7 +30,7 @@ pub fn refused(role: &str, external_id: &str, our_account: Option<&str>, code: &
         || "our AWS account".to_owned(),
         |a| format!("our AWS account {a} (principal arn:aws:iam::{a}:root)"),
     );
-    let role_account = role.split(':').nth(4).unwrap_or("?");
+    let role_account = crate::util::arn::Arn::parse(role).map_or("?", |arn| arn.account);
     format!(
         "AWS refused to let us assume {role} ({code}). AWS gives the same answer for three \
          mistakes; check them in this order: (1) the role exists in account {role_account} with \

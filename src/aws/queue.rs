@@ -249,19 +249,8 @@ pub fn parse_redrive_policy(text: &str) -> Option<(String, u32)> {
 /// `arn:aws:sqs:REGION:ACCOUNT:NAME` -> (account, name).
 #[must_use]
 pub fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
-    let mut parts = arn.split(':');
-    let (Some("arn"), Some(_), Some("sqs"), Some(_), Some(account), Some(name), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    Some((account, name))
+    let arn = crate::util::arn::Arn::parse(arn)?;
+    (arn.service == "sqs" && !arn.resource.contains(':')).then_some((arn.account, arn.resource))
 }
 
 async fn url_of_arn(client: &Client, arn: &str) -> Result<String, QueueError> {

@@ -2,6 +2,7 @@
 //! Every bad field gets its own message, so a customer fixes a request in one round trip.
 //! Pure: no I/O.
 
+use crate::util::arn::Arn;
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
@@ -286,15 +287,14 @@ fn check_role_arn(arn: &str) -> Result<(), String> {
     if arn.len() > 2048 {
         return Err("must be at most 2048 characters".into());
     }
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let Some(Arn {
+        partition,
+        service: "iam",
+        region: "",
+        account,
+        resource,
+    }) = Arn::parse(arn)
+    else {
         return Err(RULE.into());
     };
     let partition_ok = partition == "aws"

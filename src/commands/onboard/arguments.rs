@@ -187,8 +187,14 @@ impl TopicArn {
                  (got {arn:?})"
             )
         };
-        let parts: Vec<&str> = arn.split(':').collect();
-        let ["arn", partition, "sns", region, account, name] = parts.as_slice() else {
+        let Some(crate::util::arn::Arn {
+            partition,
+            service: "sns",
+            region,
+            account,
+            resource: name,
+        }) = crate::util::arn::Arn::parse(arn)
+        else {
             return Err(rule());
         };
         let name_ok = (1..=256).contains(&name.len())

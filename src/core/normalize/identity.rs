@@ -144,7 +144,9 @@ fn assumed_role<'i>(
 /// `arn:aws:sts::123456789012:assumed-role/<role>/<session>` -> (role, session); an ARN without
 /// a session part (`.../assumed-role/<role>`) gives the role alone.
 fn assumed_role_arn(arn: &str) -> Option<(&str, Option<&str>)> {
-    let (_, path) = arn.split_once(":assumed-role/")?;
+    let path = crate::util::arn::Arn::parse(arn)?
+        .resource
+        .strip_prefix("assumed-role/")?;
     let (role, session) = match path.rsplit_once('/') {
         Some((role, session)) => (role, Some(session).filter(|s| !s.is_empty())),
         None => (path, None),
