@@ -20,7 +20,12 @@ At the end what the stand-in accepted is compared with what `cloudtrail-changes 
 produces for the same files: every change present with the same body, duplicates counted, the
 source queue empty, the DLQ holding exactly the planned poison (by failure_reason). The daemon's
 open fds, threads and RSS are sampled from /proc throughout. Exit status 0 only if all of that
-holds and every SIGTERM ended in exit status 0.
+holds, every SIGTERM ended in exit status 0, and every scheduled fault really happened: each
+control request accepted; each stand-in window served its fault to at least one request (a
+window that served none is opened again, up to WINDOW_MOVES times, the schedule moving later);
+each endpoint outage counted SQS errors in the daemon and cut connections at the proxy; work in
+flight at every SIGKILL and SIGTERM (the signal waits for it); and changes resumed from
+checkpoints by the runs after the kill -9. A fault that did not happen is named in PROBLEMS.
 
 Uploads (and the test's own look at the queues) go straight to moto, never through the proxy:
 only the daemon sees the outage.
@@ -83,6 +88,32 @@ def http(method, url, body=None, headers=None, timeout=5):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def control(url, what, problems):
+    """POSTs a fault-control request; a refusal or no answer is a problem (the fault did not
+    happen), said with `what`."""
+    try:
+        status, body = http("POST", url)
+    except OSError as e:
+        status, body = 0, str(e).encode()
+    if status != 200:
+        problems.append(f"{what}: the control request was not accepted ({status} {body[:200]!r})")
+        log(f"!!! {what}: control request answered {status}")
+        return False
+    return True
+
+
+def metric_value(body, name):
+    """The sum of every sample of counter `name` on a /metrics page (all label sets)."""
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            try:
+                total += float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                pass
+    return total
 
 
 def pct(xs, q):
@@ -395,6 +426,14 @@ class Daemon:
             time.sleep(0.1)
         return value
 
+    def counter_now(self, name):
+        """Counter `name` (all labels summed) of the running daemon now; None if it did not answer."""
+        try:
+            status, body = http("GET", f"http://{self.admin}/metrics", timeout=2)
+        except OSError:
+            return None
+        return metric_value(body.decode(), name) if status == 200 else None
+
     def scrape(self):
         try:
             status, body = http("GET", f"http://{self.admin}/metrics", timeout=2)
@@ -563,7 +602,15 @@ def schedule(mode, chaos_seconds, blackhole):
         out.append((t, action, args))
         if action == "outage":
             out.append((t + args["seconds"], "up", {}))
+        if action == "standin":
+            # Was the window's fault served? Checked just after it closes.
+            out.append((t + args["seconds"] + 0.5, "served?", args))
     return sorted(out, key=lambda e: e[0])
+
+
+# A stand-in window that served nothing (no change request came while it was open) is opened
+# again right away, up to this many more times, and the rest of the schedule moves later.
+WINDOW_MOVES = 3
 
 
 # --------------------------------------------------------------------------- main
@@ -747,6 +794,13 @@ def run(a):
 
     # --- chaos
     events = schedule(a.mode, chaos_seconds, a.blackhole)
+    chaos_problems = []  # faults that did not happen as scheduled
+    served = collections.Counter()  # stand-in faults served, by kind, in the scheduled windows
+    moves = collections.Counter()  # windows opened again because nothing was served
+    opened_at = {}  # kind -> the stand-in's count of that kind when its window opened
+    outage_effects = []  # (mode, SQS errors counted by the daemon, proxy resets, proxy held)
+    outage_before = None
+    killed_runs = []  # the runs ended by SIGKILL
     faults = collections.Counter()
     restarts = collections.Counter()
     term_codes = []
@@ -757,28 +811,71 @@ def run(a):
     log(f"chaos: {len(events)} events over {events[-1][0] if events else 0} s; "
         f"{objects} objects in {bursts} bursts every {every} s")
     uploader.start()
+    def standin_counts():
+        try:
+            status, body = http("GET", f"{standin_url}/_ctl/stats")
+            return json.loads(body).get("faults", {}) if status == 200 else {}
+        except (OSError, ValueError):
+            return {}
+
+    def open_window(args):
+        q = "&".join(f"{k}={v}" for k, v in args.items())
+        opened_at[args["kind"]] = standin_counts().get(args["kind"], 0)
+        ok = control(f"{standin_url}/_ctl/fault?{q}", f"stand-in {args['kind']} window", chaos_problems)
+        faults[f"stand-in {args['kind']}"] += 1
+        event_times.append((time.time_ns(), f"stand-in {args['kind']}"))
+        log(f"stand-in: {args['kind']} for {args['seconds']} s" + (f" (p={args['p']})" if "p" in args else ""))
+        return ok
+
+    def window_served(kind):
+        return standin_counts().get(kind, 0) - opened_at.get(kind, 0)
+
+    shift = 0.0  # how much later the rest of the schedule runs (moved windows, waits for work)
     for at, action, args in events:
-        delay = t0 + at - time.time()
+        delay = t0 + shift + at - time.time()
         if delay > 0:
             time.sleep(delay)
         if action == "standin":
-            q = "&".join(f"{k}={v}" for k, v in args.items())
-            http("POST", f"{standin_url}/_ctl/fault?{q}")
-            faults[f"stand-in {args['kind']}"] += 1
-            event_times.append((time.time_ns(), f"stand-in {args['kind']}"))
-            log(f"stand-in: {args['kind']} for {args['seconds']} s" + (f" (p={args['p']})" if "p" in args else ""))
+            open_window(args)
+        elif action == "served?":
+            kind = args["kind"]
+            n, tries = window_served(kind), 0
+            while n <= 0 and tries < WINDOW_MOVES:
+                # Nothing came while it was open: open it again and let the schedule wait.
+                tries += 1
+                moves[kind] += 1
+                log(f"stand-in {kind}: no request got it; opening the window again ({tries})")
+                started = time.time()
+                if open_window(args):
+                    time.sleep(args["seconds"] + 0.5)
+                n = window_served(kind)
+                shift += time.time() - started
+            served[kind] += max(0, n)
+            if n <= 0:
+                chaos_problems.append(f"stand-in fault {kind} was never served "
+                                      f"({1 + tries} windows of {args['seconds']} s)")
         elif action in ("kill9", "sigterm"):
             # Mid-burst, mid-delivery: slow answers (under the request timeout) keep the burst's
-            # objects in flight, and the signal waits until several are.
-            http("POST", f"{standin_url}/_ctl/fault?kind=slow&seconds=15&hang=1.5")
+            # objects in flight, and the signal waits until several are (at least one: a signal
+            # to an idle daemon proves nothing, so it waits longer for work rather than hit one).
+            control(f"{standin_url}/_ctl/fault?kind=slow&seconds=15&hang=1.5",
+                    f"stand-in slow window before the {action}", chaos_problems)
             faults["stand-in slow"] += 1
             mid = uploader.wait_next_burst(every + 2)
             inflight = daemon.wait_in_flight(4, 10)
+            if inflight < 1:
+                started = time.time()
+                inflight = daemon.wait_in_flight(1, 30)
+                shift += time.time() - started
+            if inflight < 1:
+                chaos_problems.append(f"{action} of daemon run {daemon.runs}: no message in flight "
+                                      "at the signal (waited 40 s)")
             event_times.append((time.time_ns(), action))
             pid = daemon.proc.pid
             what = f"daemon run {daemon.runs} (pid {pid}){' mid-burst' if mid else ''}, {inflight:.0f} in flight"
             in_flight_at_signal.append((action, inflight))
             if action == "kill9":
+                killed_runs.append(daemon.runs)
                 daemon.kill9()
                 log(f"SIGKILL {what}")
                 time.sleep(1.0)
@@ -790,14 +887,33 @@ def run(a):
             restarts[action] += 1
             log(f"daemon run {daemon.runs} pid {daemon.proc.pid} up")
         elif action == "outage":
-            http("POST", f"{proxy_ctl}/down?mode={args['mode']}")
+            outage_before = (args["mode"], daemon.runs, daemon.counter_now("ctc_sqs_errors_total"),
+                             json.loads(http("GET", f"{proxy_ctl}/stats")[1]))
+            control(f"{proxy_ctl}/down?mode={args['mode']}", f"endpoint {args['mode']} outage", chaos_problems)
             faults[f"endpoint {args['mode']}"] += 1
             event_times.append((time.time_ns(), f"endpoint {args['mode']}"))
             outage_log.append((args["mode"], args["seconds"]))
             log(f"AWS endpoint down ({args['mode']}) for {args['seconds']} s")
         elif action == "up":
-            http("POST", f"{proxy_ctl}/up")
+            errors_after = daemon.counter_now("ctc_sqs_errors_total")
+            stats_after = json.loads(http("GET", f"{proxy_ctl}/stats")[1])
+            control(f"{proxy_ctl}/up", "endpoint back up", chaos_problems)
             log("AWS endpoint up")
+            mode, run_, errors_before, stats_before = outage_before
+            cut = {k: stats_after.get(k, 0) - stats_before.get(k, 0) for k in ("reset", "held")}
+            if run_ != daemon.runs or errors_before is None or errors_after is None:
+                errors = None
+                chaos_problems.append(f"endpoint {mode} outage: the daemon's SQS errors could not be "
+                                      f"measured (run {run_} -> {daemon.runs}, metrics {errors_before} -> "
+                                      f"{errors_after})")
+            else:
+                errors = errors_after - errors_before
+                if errors <= 0:
+                    chaos_problems.append(f"endpoint {mode} outage: the daemon counted no SQS error")
+            # refuse resets the open connections; a black hole holds new ones.
+            if cut["reset" if mode == "refuse" else "held"] <= 0:
+                chaos_problems.append(f"endpoint {mode} outage: the proxy cut no connection ({cut})")
+            outage_effects.append((mode, errors, cut["reset"], cut["held"]))
     uploader.join()
     if uploader.error:
         die(f"the uploader failed: {uploader.error}")
@@ -913,6 +1029,15 @@ def run(a):
                 warn_counts[f"{j['level']} {msg}" + (f" ({reason})" if reason else "")] += 1
     if panics:
         problems.append(f"{len(panics)} panics in the daemon logs, e.g. run {panics[0][0]}: {panics[0][1]}")
+    problems += chaos_problems
+    # A kill -9 mid-delivery leaves checkpoints: a later run must skip changes thanks to them.
+    resumed_after_kill = None
+    if killed_runs:
+        resumed_after_kill = sum(daemon.metrics.get(r, {}).get("ctc_changes_resumed_total", 0)
+                                 for r in range(killed_runs[0] + 1, daemon.runs + 1))
+        if resumed_after_kill <= 0:
+            problems.append(f"no change was resumed from a checkpoint by the runs after the kill -9 "
+                            f"of run {killed_runs[0]}")
 
     # --- report
     def fmt_s(s):
@@ -993,6 +1118,8 @@ def run(a):
         ("stand-in faults", ", ".join(f"{k} {v}" for k, v in sorted(faults_standin.items()))
          + f" requests (of {standin_stats.get('requests')}; {standin_stats.get('accepted')} accepted)"),
         ("fault windows", ", ".join(f"{k} x{v}" for k, v in sorted(faults.items()))),
+        ("  served in them", ", ".join(f"{k} {v}" for k, v in sorted(served.items()))
+         + (f"   (moved: {', '.join(f'{k} x{v}' for k, v in sorted(moves.items()))})" if moves else "")),
         ("restarts survived", f"kill -9: {restarts['kill9']}, SIGTERM: {restarts['sigterm']} "
                               f"(+ the final one); crashes: {len(daemon.crashes)}"),
         ("SIGTERM exits", ", ".join(f"{c_} in {t_:.1f} s" for c_, t_ in term_codes)),
@@ -1001,6 +1128,8 @@ def run(a):
                              + ", ".join(f"{m} {s} s" for m, s in outage_log)
                              + f"); proxy: {proxy_stats.get('connections')} connections, "
                                f"{proxy_stats.get('reset')} reset, {proxy_stats.get('held')} black-holed"),
+        ("  each outage", ", ".join(f"{m}: {e if e is not None else '?'} SQS errors, {r} reset, {h} held"
+                                    for m, e, r, h in outage_effects) or "-"),
         ("lag put -> accepted", f"p50 {pct(lags, 50):.1f} s   p90 {pct(lags, 90):.1f} s   "
                                 f"p99 {pct(lags, 99):.1f} s   max {max(lags, default=float('nan')):.1f} s"),
         ("health (sampled)", health_line()),
@@ -1013,7 +1142,9 @@ def run(a):
                                                                             "scrapes; killed runs approx.)"),
         ("failures (metrics)", metric_group("ctc_message_failures_total", "reason")),
         ("BigPanda requests", metric_group("ctc_bigpanda_requests_total", "status_class")),
-        ("resumed changes", f"{int(sums.get('ctc_changes_resumed_total', 0))} (skipped thanks to checkpoints)"),
+        ("resumed changes", f"{int(sums.get('ctc_changes_resumed_total', 0))} (skipped thanks to checkpoints; "
+                            f"{'-' if resumed_after_kill is None else int(resumed_after_kill)} "
+                            f"by the runs after the kill -9)"),
         ("SQS errors", metric_group("ctc_sqs_errors_total", "operation")),
     ]
     width = max(len(k) for k, _ in rows)

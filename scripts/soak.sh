@@ -21,11 +21,13 @@
 #                                   those `cargo test` built): what CI runs, after the tests
 #   --keep                          keep target/soak/run-PID (logs) even when it passes
 #
-# Prints a table: objects, changes expected and delivered, duplicates, DLQ by reason, faults,
-# restarts survived, outages, lag, the daemon's fds/threads/RSS first/last/max. Exit status 0
-# when every change arrived with process's body, the source queue is empty, the DLQ holds exactly
-# the planned poison and every SIGTERM exited 0; 1 when one of these failed; 2 when the soak
-# itself could not run. Env: any CTC__* setting is passed to the daemon.
+# Prints a table: objects, changes expected and delivered, duplicates, DLQ by reason, faults
+# scheduled and served, restarts survived, outages, lag, the daemon's fds/threads/RSS
+# first/last/max. Exit status 0 when every change arrived with process's body, the source queue
+# is empty, the DLQ holds exactly the planned poison, every SIGTERM exited 0, and every scheduled
+# fault happened (each stand-in fault served, each outage counted SQS errors, work in flight at
+# each signal, changes resumed after the kill -9); 1 when one of these failed, naming it; 2 when
+# the soak itself could not run. Env: any CTC__* setting is passed to the daemon.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)

@@ -3,11 +3,11 @@
 //! accepts (`cloudtrail-changes config check`, the built binary), its shutdown grace, its admin
 //! port and probe paths.
 //!
-//! Tools: `systemd-analyze verify` runs where systemd is installed (skipped, with a line saying
-//! so, elsewhere). The manifests are parsed with PyYAML from the project's venv
-//! (`scripts/moto.sh install` creates it; the test fails without it), and validated against the
-//! Kubernetes schemas by `kubernetes-validate` where that is installed (`CTC_KUBERNETES_VALIDATE`,
-//! the venv, or `PATH`).
+//! Tools: `systemd-analyze verify` and `security` (Debian package `systemd`). The manifests are
+//! parsed with PyYAML from the project's venv (`scripts/moto.sh install` creates it; the test
+//! fails without it), and validated against the Kubernetes schemas by `kubernetes-validate`
+//! (`CTC_KUBERNETES_VALIDATE`, the venv, or `PATH`). A missing tool fails the test with `CI`
+//! set (CI installs both) and is reported as `SKIPPED:` elsewhere (tests/common/prerequisite.rs).
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +15,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[path = "common/prerequisite.rs"]
+mod prerequisite;
 
 const UNIT: &str = "systemd/cloudtrail-changes.service";
 const ENV_EXAMPLE: &str = "systemd/cloudtrail-changes.env.example";
@@ -365,6 +368,9 @@ fn systemd_env_example_names_only_known_settings() {
     }
 }
 
+const NO_SYSTEMD_ANALYZE: &str = "systemd-analyze is not installed (apt-get install systemd)";
+
+/// `systemd-analyze ARGS UNIT`; `None` when it is not installed.
 fn systemd_analyze(args: &[&str], unit: &Path) -> Option<Output> {
     match Command::new("systemd-analyze")
         .args(args)
@@ -397,7 +403,10 @@ fn systemd_analyze_verify_accepts_the_unit() {
     let unit = unit_for_verify();
     let path = &unit.path;
     let Some(out) = systemd_analyze(&["verify", "--man=no"], path) else {
-        println!("skipped: systemd-analyze is not installed (Debian package systemd)");
+        prerequisite::missing(
+            "systemd_analyze_verify_accepts_the_unit",
+            NO_SYSTEMD_ANALYZE,
+        );
         return;
     };
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -426,12 +435,18 @@ fn systemd_analyze_security_rates_the_unit_well_hardened() {
     // 0 (hardened) ..= 10 (exposed); the unit is about 1.2, a loosened sandbox goes above 2.5.
     let Some(out) = systemd_analyze(&["security", "--offline=yes", "--no-pager"], &unit.path)
     else {
-        println!("skipped: systemd-analyze is not installed (Debian package systemd)");
+        prerequisite::missing(
+            "systemd_analyze_security_rates_the_unit_well_hardened",
+            NO_SYSTEMD_ANALYZE,
+        );
         return;
     };
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     if stderr.contains("unrecognized option") {
-        println!("skipped: this systemd-analyze has no offline security report: {stderr}");
+        prerequisite::missing(
+            "systemd_analyze_security_rates_the_unit_well_hardened",
+            &format!("this systemd-analyze has no offline security report (systemd 250 or later has): {stderr}"),
+        );
         return;
     }
     let verdict = stdout
@@ -982,8 +997,9 @@ fn kubernetes_validate() -> Option<PathBuf> {
 #[test]
 fn kubernetes_manifests_match_the_kubernetes_schemas() {
     let Some(validator) = kubernetes_validate() else {
-        println!(
-            "skipped: kubernetes-validate is not installed (pip install kubernetes-validate, or set CTC_KUBERNETES_VALIDATE)"
+        prerequisite::missing(
+            "kubernetes_manifests_match_the_kubernetes_schemas",
+            "kubernetes-validate is not installed (scripts/test.sh installs it into the venv, or set CTC_KUBERNETES_VALIDATE)",
         );
         return;
     };

@@ -550,14 +550,44 @@ async fn a_subscription_survives_a_restart_of_the_api_with_the_dynamodb_store() 
     survives_a_restart(&World::new(Backend::DynamoDb).await).await;
 }
 
-async fn racing_subscribes(world: &World) {
+/// How long the proxy holds the first role check of a race.
+const RACE_HOLD: Duration = Duration::from_secs(2);
+
+/// The AssumeRole calls the proxy has handled so far.
+fn assume_role_calls(proxy: &Proxy) -> usize {
+    proxy
+        .log()
+        .iter()
+        .filter(|l| l.action.as_deref() == Some("AssumeRole"))
+        .count()
+}
+
+/// Two subscribes of one bucket by different apiKeys, made to race rather than hoped to: the
+/// proxy in front of moto holds the first role check (AssumeRole, which the API makes after its
+/// "owned by another key" pre-check and before the store write) for [`RACE_HOLD`]. The other
+/// request passes the pre-check meanwhile and saves the bucket; the held one then reaches the
+/// store's write with the bucket taken, so its 409 can only come from the write itself. Two
+/// AssumeRole calls per round show both requests were past the pre-check at once (one the
+/// pre-check refuses makes none); with DynamoDB the log also shows the conditional PutItem
+/// that was refused.
+async fn racing_subscribes(mut world: World, backend: Backend) {
+    let proxy = Proxy::start(&world.moto().endpoint()).await;
+    world.set("CTC__AWS__ENDPOINT_URL", &proxy.endpoint());
     let api = world.api().await;
-    for round in 0..5 {
+    for round in 0..3 {
         let bucket = format!("contested-bucket-{round}");
         let (first_key, second_key) = (key(), key());
         let first = subscription(&first_key, &key(), &bucket);
         let second = subscription(&second_key, &key(), &bucket);
+        let (assumed, logged) = (assume_role_calls(&proxy), proxy.log().len());
+        proxy.inject(Match::action("AssumeRole"), 1, Fault::Delay(RACE_HOLD));
         let (a, b) = tokio::join!(api.post(&first), api.post(&second));
+        assert_eq!(proxy.pending(), 0, "round {round}: the hold was used");
+        assert_eq!(
+            assume_role_calls(&proxy) - assumed,
+            2,
+            "round {round}: both requests passed the pre-check before either saved"
+        );
         let mut statuses = [a.status, b.status];
         statuses.sort_unstable();
         assert_eq!(
@@ -567,6 +597,16 @@ async fn racing_subscribes(world: &World) {
             a.text,
             b.text
         );
+        if let Backend::DynamoDb = backend {
+            let refused_puts = proxy.log()[logged..]
+                .iter()
+                .filter(|l| l.action.as_deref() == Some("PutItem") && l.status == 400)
+                .count();
+            assert_eq!(
+                refused_puts, 1,
+                "round {round}: one conditional PutItem refused"
+            );
+        }
         let (winner, loser, sent, refused) = if a.status == 201 {
             (&first_key, &second_key, &first, &b)
         } else {
@@ -583,12 +623,14 @@ async fn racing_subscribes(world: &World) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_racing_subscribes_of_one_bucket_give_one_201_and_one_409_with_sqlite() {
-    racing_subscribes(&World::new(Backend::Sqlite).await).await;
+    let world = World::new(Backend::Sqlite).await;
+    racing_subscribes(world, Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_racing_subscribes_of_one_bucket_give_one_201_and_one_409_with_dynamodb() {
-    racing_subscribes(&World::new(Backend::DynamoDb).await).await;
+    let world = World::new(Backend::DynamoDb).await;
+    racing_subscribes(world, Backend::DynamoDb).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,8 @@
 //! - `bigpanda`: an HTTP stand-in for the BigPanda Changes API that records every request and
 //!   answers from a script.
 //! - `proxy`: a fault-injecting HTTP proxy to put in front of moto (5xx, throttling, delays).
+//! - `prerequisite`: a missing tool or kernel feature fails the test in CI, is a counted skip
+//!   elsewhere (shared with the other test crates: `tests/common/prerequisite.rs`).
 //!
 //! Helpers are used by test modules added over time, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -13,4 +15,6 @@
 pub mod aws;
 pub mod bigpanda;
 pub mod moto;
+#[path = "../../common/prerequisite.rs"]
+pub mod prerequisite;
 pub mod proxy;
