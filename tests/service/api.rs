@@ -12,7 +12,7 @@ use cloudtrail_changes::subscriptions::api;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -171,16 +171,10 @@ impl World {
 
     /// Runs the binary with this world's settings (the role check off, as on-call runs it).
     async fn cli(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cloudtrail-changes"));
+        let mut command = crate::support::binary::command(args, &self.env);
         command
-            .args(args)
-            .envs(&self.env)
             .env("CTC__SUBSCRIPTIONS__VERIFY_ROLE", "false")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("RUST_LOG");
+            .env("AWS_REGION", "us-east-1");
         tokio::task::spawn_blocking(move || command.output())
             .await
             .expect("the blocking task")

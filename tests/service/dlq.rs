@@ -1,7 +1,7 @@
 //! `dlq peek` and `dlq redrive` against moto: a DLQ holding what the daemon puts there (bodies
 //! with `failure_*` attributes) and what SQS's own redrive puts there (no attributes).
 
-use crate::daemon::Stack;
+use crate::support::stack::Stack;
 use aws_sdk_sqs::types::{Message, MessageAttributeValue};
 use cloudtrail_changes::cli::RedriveArgs;
 use cloudtrail_changes::commands::dlq::{self, DlqError};
@@ -439,15 +439,7 @@ async fn without_a_queue_url_or_a_dead_letter_queue_the_commands_say_what_is_mis
 
 /// The binary with the stack's environment.
 fn binary(stack: &Stack, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudtrail-changes"));
-    command
-        .args(args)
-        .env_clear()
-        .envs(stack.env(&[]))
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
+    crate::support::binary::command(args, stack.env(&[]))
 }
 
 async fn run_binary(stack: &Stack, args: &[&str]) -> std::process::Output {

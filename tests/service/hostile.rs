@@ -6,9 +6,9 @@
 //!
 //! The pure parts (decode, records, pipeline) are hammered in `tests/hostile_inputs.rs`.
 
-use crate::daemon::{Running, Stack};
 use crate::support::bigpanda::Reply;
 use crate::support::prerequisite;
+use crate::support::stack::{Running, Stack};
 use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};

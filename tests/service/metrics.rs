@@ -2,7 +2,7 @@
 //! single message already shows every family of the table, every label value the table names
 //! at 0, and nothing the table does not name.
 
-use crate::daemon::Stack;
+use crate::support::stack::Stack;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -84,13 +84,7 @@ async fn a_fresh_daemon_shows_the_readmes_whole_metrics_table_at_zero_before_any
     let mut env = stack.env(&[]);
     env.insert("CTC__ADMIN__LISTEN".into(), ops.to_string());
     // The real binary: the test process's recorder holds other tests' series.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cloudtrail-changes"))
-        .arg("run")
-        .env_clear()
-        .envs(env)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    let mut child = crate::support::binary::command(&["run"], env)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()

@@ -3,7 +3,7 @@
 //! forwarded and not dead-lettered; its checkpoints are gone; `subscriptions list` shows it
 //! under the recently removed buckets still sending notifications.
 
-use crate::daemon::Stack;
+use crate::support::stack::Stack;
 use cloudtrail_changes::subscriptions::sqlite::SqliteStore;
 use cloudtrail_changes::subscriptions::{Checkpoints, Tombstone, Tombstones};
 use serde_json::json;
@@ -98,12 +98,7 @@ async fn wait_for_late(store: &SqliteStore, bucket: &str, n: u64) -> Option<Tomb
 
 /// `subscriptions list`, run by the binary with the stack's settings.
 async fn list(stack: &Stack) -> String {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cloudtrail-changes"));
-    command
-        .args(["subscriptions", "list"])
-        .env_clear()
-        .envs(stack.env(&[]))
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let mut command = crate::support::binary::command(&["subscriptions", "list"], stack.env(&[]));
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .expect("the blocking task")

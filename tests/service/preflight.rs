@@ -4,8 +4,8 @@
 //! missing table, a role that refuses our external ID) fails with a line that says how to fix
 //! it; the real binary exits 0 or 1 accordingly.
 
-use crate::daemon::{set_aws_env, Stack};
 use crate::support::moto::ACCOUNT_ID;
+use crate::support::stack::{set_aws_env, Stack};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::types::QueueAttributeName;
 use cloudtrail_changes::app::Parts;
@@ -578,14 +578,7 @@ async fn the_check_command_exits_zero_for_a_good_setup_and_one_for_a_bad_one() {
     let run = |extra: &[(&str, &str)], args: &[&str]| {
         let mut env = vec![("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY", ENCRYPTION_KEY)];
         env.extend_from_slice(extra);
-        std::process::Command::new(env!("CARGO_BIN_EXE_cloudtrail-changes"))
-            .arg("check")
-            .args(args)
-            .env_clear()
-            .envs(stack.env(&env))
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        crate::support::binary::command(&[&["check"], args].concat(), stack.env(&env))
             .output()
             .expect("run the binary")
     };

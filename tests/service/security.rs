@@ -8,8 +8,8 @@
 //! AWS traffic is observed through the fault proxy with a rule that never matches: its
 //! predicate sees every request (method, path, headers, body) and records it.
 
-use crate::daemon::{Running, Stack};
 use crate::support::proxy::{Fault, Match, Proxy};
+use crate::support::stack::{Running, Stack};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -966,9 +966,7 @@ fn binary_env(
 }
 
 fn binary(args: &[&str], env: &HashMap<String, String>) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cloudtrail-changes"));
-    command.args(args).env_clear().envs(env);
-    command
+    crate::support::binary::command(args, env)
 }
 
 /// Runs a one-shot command of the binary; returns stdout and stderr together.

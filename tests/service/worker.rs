@@ -1,7 +1,7 @@
 //! The worker's seam: a built daemon takes one batch at a time to its fates
 //! (`Daemon::poll_once`), so a message's fate is asserted without running the pollers.
 
-use crate::daemon::Stack;
+use crate::support::stack::Stack;
 use cloudtrail_changes::app::daemon::Daemon;
 use cloudtrail_changes::worker::fate::Fate;
 use cloudtrail_changes::worker::Handled;

@@ -5,6 +5,8 @@
 //!   -> SQS and S3 -> SQS notifications, draining and counting queues).
 //! - `bigpanda`: an HTTP stand-in for the BigPanda Changes API that records every request and
 //!   answers from a script.
+//! - `stack`: all of the above for one test, plus the daemon in this process or as the binary.
+//! - `binary`: the one way to run the real binary.
 //! - `proxy`: a fault-injecting HTTP proxy to put in front of moto (5xx, throttling, delays).
 //! - `prerequisite`: a missing tool or kernel feature fails the test in CI, is a counted skip
 //!   elsewhere (shared with the other test crates: `tests/common/prerequisite.rs`).
@@ -14,7 +16,9 @@
 
 pub mod aws;
 pub mod bigpanda;
+pub mod binary;
 pub mod moto;
 #[path = "../../common/prerequisite.rs"]
 pub mod prerequisite;
 pub mod proxy;
+pub mod stack;
