@@ -2,6 +2,10 @@
 //! dead-letter queue (with the reason as message attributes). No decisions here: the worker
 //! decides a message's fate, this module carries it out.
 
+mod dead_letters;
+
+pub use dead_letters::{DeadLetterQueue, BATCH};
+
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,

@@ -14,16 +14,12 @@
 //! `failed_at` as message attributes; one that SQS's own redrive moved carries none.
 
 use crate::aws::credentials;
-use crate::aws::queue::{Queue, QueueError};
+use crate::aws::queue::{DeadLetterQueue, Queue, QueueError, BATCH};
 use crate::cli::RedriveArgs;
 use crate::core::envelope;
 use crate::settings::Settings;
 use crate::util::duration::compact;
-use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue,
-    MessageSystemAttributeName, QueueAttributeName,
-};
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
 use aws_sdk_sqs::Client;
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -32,15 +28,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod pace;
+use pace::Pace;
+
 /// Seconds `peek` keeps what it received invisible (it releases everything when it ends).
 const PEEK_HOLD_SECONDS: i32 = 30;
 /// Seconds `redrive` keeps what it received invisible (it releases what it did not move).
 const REDRIVE_HOLD_SECONDS: i32 = 120;
-/// Long-poll wait of each receive: long enough to see every SQS server, short enough that an
-/// empty DLQ answers at once.
-const WAIT_SECONDS: i32 = 1;
-/// SQS's limit on messages per receive and entries per batch call.
-const BATCH: usize = 10;
 /// SQS's limit on message attributes per message.
 const MAX_ATTRIBUTES: usize = 10;
 /// The attributes the daemon adds when it dead-letters a message; never copied back.
@@ -127,7 +121,7 @@ pub async fn peek_until(
     out: &mut dyn Write,
     stop: &CancellationToken,
 ) -> Result<usize, DlqError> {
-    let queues = Queues::open(settings).await?;
+    let queues = open(settings).await?;
     let mut scan = Scan::new(&queues, PEEK_HOLD_SECONDS);
     let result = show(&mut scan, max, out, stop).await;
     scan.release().await;
@@ -230,7 +224,7 @@ pub async fn redrive_until(
     stop: &CancellationToken,
 ) -> Result<usize, DlqError> {
     let pace = Pace::new(if args.dry_run { None } else { args.rate })?;
-    let queues = Queues::open(settings).await?;
+    let queues = open(settings).await?;
     let mut run = Redrive {
         queues: &queues,
         args,
@@ -314,7 +308,7 @@ fn write_summary(
 
 /// One redrive run.
 struct Redrive<'a> {
-    queues: &'a Queues,
+    queues: &'a DeadLetterQueue,
     args: &'a RedriveArgs,
     pace: Pace,
     tally: Tally,
@@ -370,14 +364,14 @@ impl Redrive<'_> {
         if !self.pace.take(stop).await {
             return Ok(());
         }
-        if let Err(e) = self.queues.send_back(letter).await {
+        if let Err(e) = send_back(self.queues, letter).await {
             self.tally.failed += 1;
             write_line(out, "failed", letter, Some(&e.to_string()))?;
             return Err(e);
         }
         self.tally.moved += 1;
         self.moved_bodies.insert(body_hash(&letter.body));
-        match self.queues.delete(letter).await {
+        match self.queues.delete(&letter.receipt_handle).await {
             Ok(()) => {
                 scan.forget(&letter.message_id);
                 write_line(out, "moved", letter, None)
@@ -421,167 +415,44 @@ fn body_hash(body: &str) -> u64 {
     h.finish()
 }
 
-/// The source queue and its dead-letter queue, resolved from the settings.
-struct Queues {
-    client: Client,
-    source: String,
-    dlq: String,
+/// Finds the DLQ as the daemon does: `sqs.dlq_url`, else the RedrivePolicy's target.
+async fn open(settings: &Settings) -> Result<DeadLetterQueue, DlqError> {
+    if settings.sqs.queue_url.is_empty() {
+        return Err(DlqError::NoQueueUrl);
+    }
+    let aws = credentials::sdk_config(&settings.aws).await;
+    let client = Client::new(&aws);
+    let dlq_override = Some(settings.sqs.dlq_url.clone()).filter(|u| !u.is_empty());
+    let queue = Queue::resolve(client.clone(), &settings.sqs.queue_url, dlq_override).await?;
+    let Some(dlq) = queue.dlq_url.clone() else {
+        return Err(DlqError::NoDlq { queue: queue.url });
+    };
+    if dlq == queue.url {
+        return Err(DlqError::SameQueue { queue: dlq });
+    }
+    Ok(DeadLetterQueue::new(client, queue.url, dlq))
 }
 
-impl Queues {
-    /// Finds the DLQ as the daemon does: `sqs.dlq_url`, else the RedrivePolicy's target.
-    async fn open(settings: &Settings) -> Result<Self, DlqError> {
-        if settings.sqs.queue_url.is_empty() {
-            return Err(DlqError::NoQueueUrl);
-        }
-        let aws = credentials::sdk_config(&settings.aws).await;
-        let client = Client::new(&aws);
-        let dlq_override = Some(settings.sqs.dlq_url.clone()).filter(|u| !u.is_empty());
-        let queue = Queue::resolve(client.clone(), &settings.sqs.queue_url, dlq_override).await?;
-        let Some(dlq) = queue.dlq_url.clone() else {
-            return Err(DlqError::NoDlq { queue: queue.url });
-        };
-        if dlq == queue.url {
-            return Err(DlqError::SameQueue { queue: dlq });
-        }
-        Ok(Self {
-            client,
-            source: queue.url,
-            dlq,
-        })
-    }
-
-    /// Up to `max` (at most 10) DLQ messages with all their attributes, held invisible for
-    /// `hold_seconds`.
-    async fn receive(&self, max: usize, hold_seconds: i32) -> Result<Vec<Message>, DlqError> {
-        let max = i32::try_from(max.clamp(1, BATCH)).unwrap_or(1);
-        let output = self
-            .client
-            .receive_message()
-            .queue_url(&self.dlq)
-            .max_number_of_messages(max)
-            .wait_time_seconds(WAIT_SECONDS)
-            .visibility_timeout(hold_seconds)
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| sqs_error("ReceiveMessage", &self.dlq, &e))?;
-        Ok(output.messages.unwrap_or_default())
-    }
-
-    /// Sends the body to the source queue, with the message's attributes except the failure
-    /// ones, plus `redriven_at`.
-    async fn send_back(&self, letter: &DeadLetter) -> Result<(), DlqError> {
-        let mut attributes = letter.other_attributes.clone();
-        if attributes.len() < MAX_ATTRIBUTES {
-            let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-            if let Ok(v) = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(now)
-                .build()
-            {
-                attributes.insert(REDRIVEN_AT.to_owned(), v);
-            }
-        }
-        self.client
-            .send_message()
-            .queue_url(&self.source)
-            .message_body(&letter.body)
-            .set_message_attributes(Some(attributes))
-            .send()
-            .await
-            .map_err(|e| sqs_error("SendMessage", &self.source, &e))?;
-        Ok(())
-    }
-
-    /// Deletes a message from the DLQ.
-    async fn delete(&self, letter: &DeadLetter) -> Result<(), DlqError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.dlq)
-            .receipt_handle(&letter.receipt_handle)
-            .send()
-            .await
-            .map_err(|e| sqs_error("DeleteMessage", &self.dlq, &e))?;
-        Ok(())
-    }
-
-    /// The DLQ's `ApproximateNumberOfMessages` plus `ApproximateNumberOfMessagesNotVisible`.
-    async fn depth(&self) -> Result<u64, DlqError> {
-        let names = [
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        ];
-        let output = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.dlq)
-            .set_attribute_names(Some(names.to_vec()))
-            .send()
-            .await
-            .map_err(|e| sqs_error("GetQueueAttributes", &self.dlq, &e))?;
-        let attributes = output.attributes.unwrap_or_default();
-        Ok(names
-            .iter()
-            .filter_map(|n| attributes.get(n).and_then(|v| v.parse::<u64>().ok()))
-            .sum())
-    }
-
-    /// Makes the messages visible again at once; failures are logged (the message becomes
-    /// visible by itself when its hold ends).
-    async fn release(&self, handles: &[String]) {
-        for chunk in handles.chunks(BATCH) {
-            let entries: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, handle)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(handle)
-                        .visibility_timeout(0)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let result = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.dlq)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            match result {
-                Ok(output) => {
-                    for failed in output.failed() {
-                        tracing::warn!(dlq = %self.dlq, code = failed.code(), message = failed.message().unwrap_or_default(), "cannot release a DLQ message; it becomes visible again when its hold ends");
-                    }
-                }
-                Err(e) => {
-                    let e = sqs_error("ChangeMessageVisibilityBatch", &self.dlq, &e);
-                    tracing::warn!(error = %e, "cannot release DLQ messages; they become visible again when their hold ends");
-                }
-            }
+/// Sends the body back to the source queue, with the message's attributes except the failure
+/// ones, plus `redriven_at`.
+async fn send_back(queues: &DeadLetterQueue, letter: &DeadLetter) -> Result<(), DlqError> {
+    let mut attributes = letter.other_attributes.clone();
+    if attributes.len() < MAX_ATTRIBUTES {
+        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        if let Ok(v) = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(now)
+            .build()
+        {
+            attributes.insert(REDRIVEN_AT.to_owned(), v);
         }
     }
-}
-
-fn sqs_error<E, R>(operation: &'static str, queue: &str, e: &SdkError<E, R>) -> DlqError
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    DlqError::Sqs {
-        operation,
-        queue: queue.to_owned(),
-        detail: DisplayErrorContext(e).to_string(),
-    }
+    Ok(queues.send_to_source(&letter.body, attributes).await?)
 }
 
 /// The messages one command has received, deduplicated by id, and held until [`Scan::release`].
 struct Scan<'a> {
-    queues: &'a Queues,
+    queues: &'a DeadLetterQueue,
     hold_seconds: i32,
     /// Every message id received in this run.
     seen: HashSet<String>,
@@ -592,7 +463,7 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
-    fn new(queues: &'a Queues, hold_seconds: i32) -> Self {
+    fn new(queues: &'a DeadLetterQueue, hold_seconds: i32) -> Self {
         Self {
             queues,
             hold_seconds,
@@ -741,122 +612,5 @@ fn one_line(text: &str) -> String {
     line
 }
 
-/// `--rate`: at most one move per interval.
-#[derive(Debug)]
-struct Pace {
-    interval: Option<Duration>,
-    next: Instant,
-}
-
-impl Pace {
-    fn new(rate: Option<f64>) -> Result<Self, DlqError> {
-        let interval = match rate {
-            None => None,
-            Some(r) if r.is_finite() && r > 0.0 => {
-                Some(Duration::try_from_secs_f64(1.0 / r).map_err(|_| DlqError::BadRate(r))?)
-            }
-            Some(r) => return Err(DlqError::BadRate(r)),
-        };
-        Ok(Self {
-            interval,
-            next: Instant::now(),
-        })
-    }
-
-    /// Messages per receive such that the last one of a batch is moved within half of the
-    /// hold: a slow rate receives fewer at a time.
-    fn batch_size(&self) -> usize {
-        let Some(interval) = self.interval else {
-            return BATCH;
-        };
-        let half_hold = u128::from(REDRIVE_HOLD_SECONDS.unsigned_abs()) * 1000 / 2;
-        let per_half_hold = half_hold / interval.as_millis().max(1);
-        usize::try_from(per_half_hold)
-            .unwrap_or(BATCH)
-            .saturating_add(1)
-            .min(BATCH)
-    }
-
-    /// Waits until the next move may start (so a receive is not made long before its first
-    /// move); `false` when `stop` came first.
-    async fn ready(&self, stop: &CancellationToken) -> bool {
-        if stop.is_cancelled() {
-            return false;
-        }
-        tokio::select! {
-            () = tokio::time::sleep_until(self.next) => true,
-            () = stop.cancelled() => false,
-        }
-    }
-
-    /// Waits for the next move's turn and takes it; `false` when `stop` came first.
-    async fn take(&mut self, stop: &CancellationToken) -> bool {
-        if !self.ready(stop).await {
-            return false;
-        }
-        if let Some(interval) = self.interval {
-            self.next = Instant::now() + interval;
-        }
-        true
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_show_their_objects_their_skips_or_that_they_are_undecodable() {
-        let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/05/01/f.json.gz";
-        let body = serde_json::json!({"Records": [{
-            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-            "eventTime": "2025-03-06T03:05:11.962Z", "eventName": "ObjectCreated:Put",
-            "s3": {"s3SchemaVersion": "1.0", "configurationId": "ct",
-                   "bucket": {"name": "logs", "arn": "arn:aws:s3:::logs"},
-                   "object": {"key": key, "size": 10, "eTag": "e"}}}]})
-        .to_string();
-        assert_eq!(objects_text(&body), format!("s3://logs/{key}"));
-        assert_eq!(objects_text("not json"), UNDECODABLE);
-        assert_eq!(
-            objects_text("CloudTrail validation message."),
-            "(no object: validation_message)"
-        );
-    }
-
-    #[test]
-    fn message_text_is_kept_on_one_line() {
-        assert_eq!(one_line("a\nb\tc\u{1b}"), "a\\nb\\tc\\u{1b}");
-        assert_eq!(one_line("ünïcode"), "ünïcode");
-    }
-
-    #[test]
-    fn rates_must_be_positive_and_slow_rates_receive_fewer_at_a_time() {
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300] {
-            assert!(Pace::new(Some(bad)).is_err(), "{bad}");
-        }
-        assert_eq!(Pace::new(None).map(|p| p.batch_size()).ok(), Some(10));
-        assert_eq!(Pace::new(Some(5.0)).map(|p| p.batch_size()).ok(), Some(10));
-        assert_eq!(Pace::new(Some(0.05)).map(|p| p.batch_size()).ok(), Some(4));
-        assert_eq!(Pace::new(Some(0.001)).map(|p| p.batch_size()).ok(), Some(1));
-    }
-
-    #[test]
-    fn a_reason_filter_selects_only_messages_with_that_reason() {
-        let letter = |reason: Option<&str>| DeadLetter {
-            message_id: "m".into(),
-            receipt_handle: "h".into(),
-            body: String::new(),
-            reason: reason.map(str::to_owned),
-            detail: None,
-            failed_at: None,
-            sent_at: None,
-            receive_count: None,
-            other_attributes: HashMap::new(),
-        };
-        assert!(letter(Some("unknown_bucket")).matches(Some("unknown_bucket")));
-        assert!(!letter(Some("corrupt_object")).matches(Some("unknown_bucket")));
-        assert!(!letter(None).matches(Some("unknown_bucket")));
-        assert!(letter(None).matches(None));
-        assert_eq!(letter(None).reason_text(), NO_REASON);
-    }
-}
+mod tests;
