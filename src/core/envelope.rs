@@ -15,6 +15,13 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+mod keys;
+mod node;
+
+use keys::*;
+pub use keys::{classify_key, decode_s3_key};
+use node::*;
+
 /// The literal message CloudTrail publishes to its SNS topic when SNS delivery is configured.
 const VALIDATION_MESSAGE: &str = "CloudTrail validation message.";
 /// S3's maximum key length in bytes.
@@ -251,107 +258,6 @@ pub fn decode(body: &str) -> Result<Decoded, EnvelopeError> {
         return decode_sns(&root);
     }
     decode_inner(&root, false)
-}
-
-/// Form-URL-decode an S3 event notification key: '+' is a space, then %XX, result must be UTF-8.
-///
-/// An invalid or truncated escape (`%G1`, a trailing `%`) is kept literally; bytes that are not
-/// UTF-8 after decoding are an error.
-///
-/// # Errors
-///
-/// [`EnvelopeError::BadKey`] at path `key` when the decoded bytes are not UTF-8.
-pub fn decode_s3_key(raw: &str) -> Result<String, EnvelopeError> {
-    form_decode(raw).map_err(|detail| EnvelopeError::BadKey {
-        path: "key".to_owned(),
-        detail,
-    })
-}
-
-/// Whether a key is a CloudTrail log file, or why not.
-///
-/// A log file is
-/// `[prefix/]AWSLogs/[o-<org>/]<account>/CloudTrail/<region>/<YYYY>/<MM>/<DD>/<file>.json.gz`,
-/// read after the last `AWSLogs/` that starts the key or follows a `/`.
-///
-/// # Errors
-///
-/// The reason to skip the key: [`SkipReason::FolderMarker`] for a key ending in `/`,
-/// [`SkipReason::Digest`] or [`SkipReason::Insights`] for those CloudTrail files, and
-/// [`SkipReason::NotCloudTrail`] for anything else, including keys longer than S3's 1024-byte
-/// maximum, with a control character, or with a `..` segment.
-pub fn classify_key(key: &str) -> Result<(), SkipReason> {
-    use SkipReason::{Digest, FolderMarker, Insights, NotCloudTrail};
-    let unsafe_key = key.chars().any(char::is_control) || key.split('/').any(|s| s == "..");
-    if key.len() > MAX_KEY_LEN || unsafe_key {
-        return Err(NotCloudTrail);
-    }
-    if key.ends_with('/') {
-        return Err(FolderMarker);
-    }
-    let segments: Vec<&str> = aws_logs_suffix(key)
-        .ok_or(NotCloudTrail)?
-        .split('/')
-        .collect();
-    let segments = match segments.as_slice() {
-        [org, rest @ ..] if is_org_id(org) => rest,
-        all => all,
-    };
-    match segments {
-        [account, ..] if !is_digits(account, 12) => Err(NotCloudTrail),
-        [_, "CloudTrail-Digest", ..] => Err(Digest),
-        [_, "CloudTrail-Insight", ..] => Err(Insights),
-        [_, "CloudTrail", region, year, month, day, file]
-            if is_region(region)
-                && is_digits(year, 4)
-                && is_digits(month, 2)
-                && is_digits(day, 2)
-                && file.strip_suffix(".json.gz").is_some_and(|s| !s.is_empty()) =>
-        {
-            Ok(())
-        }
-        _ => Err(NotCloudTrail),
-    }
-}
-
-/// The part of `key` after the last `AWSLogs/` that starts the key or follows a `/`.
-fn aws_logs_suffix(key: &str) -> Option<&str> {
-    const MARKER: &str = "AWSLogs/";
-    let starts_segment = |i: usize| {
-        key.get(..i)
-            .is_some_and(|p| p.is_empty() || p.ends_with('/'))
-    };
-    let (start, _) = key
-        .rmatch_indices(MARKER)
-        .find(|(i, _)| starts_segment(*i))?;
-    key.get(start + MARKER.len()..)
-}
-
-fn is_digits(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// `o-` and up to 32 lowercase letters or digits. AWS documents 10 to 32, but shorter IDs
-/// appear in real organization-trail keys (the cloud-snitch sample has `o-1234abcde`): a key
-/// wrongly skipped loses a customer's changes silently, so accept them.
-fn is_org_id(s: &str) -> bool {
-    let lower_alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    s.strip_prefix("o-")
-        .is_some_and(|id| (1..=32).contains(&id.len()) && id.bytes().all(lower_alnum))
-}
-
-fn is_region(s: &str) -> bool {
-    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
-    !s.is_empty() && s.bytes().all(ok)
-}
-
-/// Form-URL-decoding; the error is the detail of a [`EnvelopeError::BadKey`].
-fn form_decode(raw: &str) -> Result<String, String> {
-    let spaced = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8()
-        .map(std::borrow::Cow::into_owned)
-        .map_err(|e| format!("not UTF-8 after percent-decoding ({e}): `{}`", quote(raw)))
 }
 
 fn validation_skip(format: Format) -> Decoded {
@@ -596,148 +502,6 @@ fn type_name(value: &Value) -> &'static str {
 fn invalid_type(path: String, expected: &str, found: &Value) -> EnvelopeError {
     let detail = format!("expected {expected}, found {}", type_name(found));
     EnvelopeError::Invalid { path, detail }
-}
-
-/// A JSON object together with its path, so that every error can say where it happened.
-struct Node<'a> {
-    map: &'a Map<String, Value>,
-    path: String,
-}
-
-impl<'a> Node<'a> {
-    /// The root object of a document found at `path` (`$` for the body, `Message` inside SNS).
-    fn root(value: &'a Value, path: &str) -> Result<Self, EnvelopeError> {
-        let map = value
-            .as_object()
-            .ok_or_else(|| invalid_type(path.to_owned(), "a JSON object", value))?;
-        Ok(Node {
-            map,
-            path: path.to_owned(),
-        })
-    }
-
-    fn at(&self, field: &str) -> String {
-        match self.path.as_str() {
-            "$" => field.to_owned(),
-            path => format!("{path}.{field}"),
-        }
-    }
-
-    fn invalid(&self, field: &str, detail: String) -> EnvelopeError {
-        EnvelopeError::Invalid {
-            path: self.at(field),
-            detail,
-        }
-    }
-
-    fn unknown_shape(&self) -> EnvelopeError {
-        let mut keys: Vec<String> = self
-            .map
-            .keys()
-            .take(MAX_KEYS_SHOWN)
-            .map(|k| quote(k))
-            .collect();
-        if self.map.len() > MAX_KEYS_SHOWN {
-            keys.push("…".to_owned());
-        }
-        let keys = if keys.is_empty() {
-            "none".to_owned()
-        } else {
-            keys.join(", ")
-        };
-        EnvelopeError::UnknownShape {
-            path: self.path.clone(),
-            keys,
-        }
-    }
-
-    /// A required field that `pick` accepts; `expected` says what `pick` accepts.
-    fn req<T>(
-        &self,
-        field: &str,
-        expected: &str,
-        pick: impl Fn(&'a Value) -> Option<T>,
-    ) -> Result<T, EnvelopeError> {
-        // A null field is as good as missing.
-        match self.map.get(field).filter(|v| !v.is_null()) {
-            Some(value) => pick(value).ok_or_else(|| invalid_type(self.at(field), expected, value)),
-            None => Err(self.invalid(field, "missing".to_owned())),
-        }
-    }
-
-    /// An optional field (missing or null is `None`) that `pick` accepts.
-    fn opt<T>(
-        &self,
-        field: &str,
-        expected: &str,
-        pick: impl Fn(&'a Value) -> Option<T>,
-    ) -> Result<Option<T>, EnvelopeError> {
-        match self.map.get(field).filter(|v| !v.is_null()) {
-            Some(_) => self.req(field, expected, pick).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn object(&self, field: &str) -> Result<Node<'a>, EnvelopeError> {
-        let map = self.req(field, "an object", Value::as_object)?;
-        Ok(Node {
-            map,
-            path: self.at(field),
-        })
-    }
-
-    /// A required, non-empty string.
-    fn string(&self, field: &str) -> Result<&'a str, EnvelopeError> {
-        self.req(field, "a non-empty string", |v| {
-            v.as_str().filter(|s| !s.is_empty())
-        })
-    }
-
-    fn opt_string(&self, field: &str) -> Result<Option<String>, EnvelopeError> {
-        self.opt(field, "a string", |v| v.as_str().map(str::to_owned))
-    }
-
-    fn opt_u64(&self, field: &str) -> Result<Option<u64>, EnvelopeError> {
-        self.opt(field, "a non-negative integer", Value::as_u64)
-    }
-
-    /// The items of a required, non-empty array that `pick` accepts, each with its path.
-    fn items<T>(
-        &self,
-        field: &str,
-        expected: &str,
-        pick: impl Fn(&'a Value) -> Option<T>,
-    ) -> Result<Vec<(String, T)>, EnvelopeError> {
-        let array = self.req(field, "a non-empty array", |v| {
-            v.as_array().filter(|a| !a.is_empty())
-        })?;
-        let base = self.at(field);
-        let item = |(i, value)| {
-            let path = format!("{base}[{i}]");
-            match pick(value) {
-                Some(picked) => Ok((path, picked)),
-                None => Err(invalid_type(path, expected, value)),
-            }
-        };
-        array.iter().enumerate().map(item).collect()
-    }
-
-    /// A required, non-empty array of objects.
-    fn objects(&self, field: &str) -> Result<Vec<Node<'a>>, EnvelopeError> {
-        let items = self.items(field, "an object", Value::as_object)?;
-        Ok(items
-            .into_iter()
-            .map(|(path, map)| Node { map, path })
-            .collect())
-    }
-
-    /// A required string, or a required non-empty array of strings; each with its path.
-    fn strings(&self, field: &str) -> Result<Vec<(String, &'a str)>, EnvelopeError> {
-        match self.map.get(field) {
-            Some(Value::String(key)) => Ok(vec![(self.at(field), key.as_str())]),
-            _ => self.items(field, "a string", Value::as_str),
-        }
-    }
 }
 
 #[cfg(test)]
