@@ -844,9 +844,15 @@ def run(a):
                 # Nothing came while it was open: open it again and let the schedule wait.
                 tries += 1
                 moves[kind] += 1
-                log(f"stand-in {kind}: no request got it; opening the window again ({tries})")
+                log(f"stand-in {kind}: no request got it; opening the window again ({tries}) "
+                    "with two objects put again for traffic")
                 started = time.time()
                 if open_window(args):
+                    # The daemon may have caught up with every burst: a window after the last
+                    # one would see no request. Put two delivered objects again (their changes
+                    # are upserts; the copies count as duplicates) so the fault meets traffic.
+                    for path in files[tries - 1::len(files) // 2 or 1][:2]:
+                        uploader.put(path)
                     time.sleep(args["seconds"] + 0.5)
                 n = window_served(kind)
                 shift += time.time() - started
@@ -870,6 +876,18 @@ def run(a):
             if inflight < 1:
                 chaos_problems.append(f"{action} of daemon run {daemon.runs}: no message in flight "
                                       "at the signal (waited 40 s)")
+            if action == "kill9" and inflight >= 1:
+                # Resuming needs a checkpoint: let a few changes of the objects in flight be
+                # accepted and the checkpoints (saved at least every second) be written first.
+                accepted = daemon.counter_now("ctc_changes_sent_total") or 0
+                started = time.time()
+                while time.time() - started < 20:
+                    now = daemon.counter_now("ctc_changes_sent_total") or 0
+                    if now - accepted >= 4:
+                        break
+                    time.sleep(0.2)
+                time.sleep(2.0)
+                shift += time.time() - started
             event_times.append((time.time_ns(), action))
             pid = daemon.proc.pid
             what = f"daemon run {daemon.runs} (pid {pid}){' mid-burst' if mid else ''}, {inflight:.0f} in flight"

@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# The layout: no top-level module imports one listed after it in src/lib.rs (no cycles).
+python3 scripts/layers.py >/dev/null
 # The integration tests start moto (a local AWS-protocol endpoint) from the project's own venv;
 # the DynamoDB store's unit tests use one shared moto started here.
 moto_server=$(scripts/moto.sh install)
