@@ -6,13 +6,14 @@
 //! line or `Debug` output, and the API shows only their last four characters.
 //!
 //! - [`validate`]: the API's request bodies, parsed into checked types. Pure.
-//! - [`seal`]: AES-256-GCM for keys at rest.
+//! - [`seal`]: AES-256-GCM for keys at rest; [`rekey`] re-seals every row after a rotation.
 //! - [`store`]: the storage contract; [`sqlite`] (one node) and [`dynamodb`] (a fleet) fulfil it.
 //! - [`cache`]: the workers' lookup with a short TTL and negative caching.
 
 pub mod api;
 pub mod cache;
 pub mod dynamodb;
+pub mod rekey;
 pub mod seal;
 pub mod sqlite;
 pub mod store;
@@ -25,7 +26,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 pub use store::{
-    Checkpoints, Put, Row, Rows, Store, StoreError, Tombstone, Tombstones,
+    Checkpoints, Put, Row, Rows, SealedKeys, Store, StoreError, Tombstone, Tombstones,
     TOMBSTONE_RETENTION_SECONDS,
 };
 use validate::SubscribeRequest;
@@ -201,6 +202,17 @@ impl Rows for AnyStore {
         match self {
             Self::Sqlite(s) => s.remove(bucket).await,
             Self::DynamoDb(s) => s.remove(bucket).await,
+        }
+    }
+    async fn reseal(
+        &self,
+        bucket: &str,
+        old: &SealedKeys,
+        new: &SealedKeys,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.reseal(bucket, old, new).await,
+            Self::DynamoDb(s) => s.reseal(bucket, old, new).await,
         }
     }
     async fn list(&self, owner: Option<&str>) -> Result<Vec<Row>, StoreError> {

@@ -49,6 +49,10 @@ impl Daemon {
                 "sqs.queue_url is required by `run` (set it in the config file or CTC__SQS__QUEUE_URL)".into(),
             ));
         }
+        settings
+            .subscriptions
+            .require_sealed()
+            .map_err(AppError::Usage)?;
         let metrics = crate::metrics::install().map_err(AppError::Usage)?;
         let settings = Arc::new(settings);
         let parts = Parts::open(&settings).await?;

@@ -19,7 +19,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::store::{
-    Checkpoints, Put, Row, Rows, StoreError, Tombstone, Tombstones, TOMBSTONE_RETENTION_SECONDS,
+    Checkpoints, Put, Row, Rows, SealedKeys, StoreError, Tombstone, Tombstones,
+    TOMBSTONE_RETENTION_SECONDS,
 };
 
 mod items;
@@ -414,6 +415,40 @@ impl Rows for DynamoStore {
                 Ok(false)
             }
             Err(e) => Err(self.unavailable("delete_owned", &e)),
+        }
+    }
+
+    async fn reseal(
+        &self,
+        bucket: &str,
+        old: &SealedKeys,
+        new: &SealedKeys,
+    ) -> Result<bool, StoreError> {
+        if is_checkpoint_key(bucket) {
+            return Ok(false);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("bucket_name", s(bucket))
+            .update_expression("SET api_key = :new_api, app_key = :new_app")
+            .condition_expression("api_key = :old_api AND app_key = :old_app")
+            .expression_attribute_values(":old_api", s(&old.api_key))
+            .expression_attribute_values(":old_app", s(&old.app_key))
+            .expression_attribute_values(":new_api", s(&new.api_key))
+            .expression_attribute_values(":new_app", s(&new.app_key))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.unavailable("reseal", &e)),
         }
     }
 

@@ -14,7 +14,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::store::{
-    Checkpoints, Put, Row, Rows, StoreError, Tombstone, Tombstones, TOMBSTONE_RETENTION_SECONDS,
+    Checkpoints, Put, Row, Rows, SealedKeys, StoreError, Tombstone, Tombstones,
+    TOMBSTONE_RETENTION_SECONDS,
 };
 
 const BACKEND: &str = "sqlite";
@@ -518,6 +519,24 @@ impl Rows for SqliteStore {
         self.run("remove", move |conn, _| {
             let changed =
                 conn.execute("DELETE FROM subscriptions WHERE bucket_name = ?1", [bucket])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn reseal(
+        &self,
+        bucket: &str,
+        old: &SealedKeys,
+        new: &SealedKeys,
+    ) -> Result<bool, StoreError> {
+        let (bucket, old, new) = (bucket.to_owned(), old.clone(), new.clone());
+        self.run("reseal", move |conn, _| {
+            let changed = conn.execute(
+                "UPDATE subscriptions SET api_key = ?4, app_key = ?5 \
+                 WHERE bucket_name = ?1 AND api_key = ?2 AND app_key = ?3",
+                params![bucket, old.api_key, old.app_key, new.api_key, new.app_key],
+            )?;
             Ok(changed == 1)
         })
         .await

@@ -36,6 +36,30 @@ impl std::fmt::Debug for Row {
     }
 }
 
+/// A row's two sealed values, as [`Rows::reseal`] compares and replaces them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedKeys {
+    pub api_key: String,
+    pub app_key: String,
+}
+
+impl std::fmt::Debug for SealedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealedKeys { .. }")
+    }
+}
+
+impl Row {
+    /// The row's sealed values.
+    #[must_use]
+    pub fn sealed_keys(&self) -> SealedKeys {
+        SealedKeys {
+            api_key: self.api_key.clone(),
+            app_key: self.app_key.clone(),
+        }
+    }
+}
+
 /// How long a removed subscription's tombstone is kept: 30 days from the removal. A fixed
 /// retention rather than `subscriptions.checkpoint_ttl_seconds` (hours, and about another
 /// thing): a customer who forgot the bucket's event notification is acknowledged for a month,
@@ -104,6 +128,16 @@ pub trait Rows: Send + Sync {
 
     /// Deletes the row of `bucket` whoever owns it (on-call's `subscriptions remove`).
     fn remove(&self, bucket: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Replaces the sealed keys of `bucket` with `new` if they are still `old` (a
+    /// compare-and-swap on both values; nothing else of the row changes). `false` when the row
+    /// is gone or its keys changed meanwhile: a concurrent write wins over a re-seal.
+    fn reseal(
+        &self,
+        bucket: &str,
+        old: &SealedKeys,
+        new: &SealedKeys,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Every row, or those of one owner, ordered by bucket name.
     fn list(

@@ -4,7 +4,7 @@
 //! backend has (schema migration, table creation, paging) stays in that backend's own tests.
 
 use super::{
-    Checkpoints, Put, Row, Rows, Store, StoreError, Tombstone, Tombstones,
+    Checkpoints, Put, Row, Rows, SealedKeys, Store, StoreError, Tombstone, Tombstones,
     TOMBSTONE_RETENTION_SECONDS,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -58,6 +58,7 @@ macro_rules! suite {
             tombstones_are_kept_counted_listed_and_cleared,
             tombstones_expire_after_the_retention,
             clearing_a_buckets_checkpoints_keeps_the_others_and_the_rows,
+            reseal_swaps_the_keys_only_while_they_are_unchanged,
         );
     };
 }
@@ -334,4 +335,50 @@ pub async fn clearing_a_buckets_checkpoints_keeps_the_others_and_the_rows(b: &im
         "not a checkpoint"
     );
     assert_eq!(store.clear_checkpoints("b1").await.expect("clear"), 0);
+}
+
+pub async fn reseal_swaps_the_keys_only_while_they_are_unchanged(b: &impl Backend) {
+    let store = b.fresh().await;
+    let original = row("b1", "o1", 100);
+    store.put(&original).await.expect("put");
+    let resealed = SealedKeys {
+        api_key: "resealed-api".to_owned(),
+        app_key: "resealed-app".to_owned(),
+    };
+
+    // A stale `old` (the row changed since it was read) changes nothing.
+    let stale = SealedKeys {
+        api_key: original.api_key.clone(),
+        app_key: "sealed-app-someone-else".to_owned(),
+    };
+    assert!(!store.reseal("b1", &stale, &resealed).await.expect("reseal"));
+    assert_eq!(store.get("b1").await.expect("get"), Some(original.clone()));
+    assert!(!store
+        .reseal("missing", &original.sealed_keys(), &resealed)
+        .await
+        .expect("reseal"));
+    assert_eq!(store.get("missing").await.expect("get"), None);
+
+    // The current values are swapped; nothing else of the row changes, for another
+    // connection too.
+    assert!(store
+        .reseal("b1", &original.sealed_keys(), &resealed)
+        .await
+        .expect("reseal"));
+    let other = b.another(&store).await;
+    let stored = other.get("b1").await.expect("get").expect("row");
+    assert_eq!(stored.sealed_keys(), resealed);
+    assert_eq!(
+        Row {
+            api_key: original.api_key.clone(),
+            app_key: original.app_key.clone(),
+            ..stored
+        },
+        original
+    );
+    // Once swapped, the old values no longer match.
+    assert!(!other
+        .reseal("b1", &original.sealed_keys(), &resealed)
+        .await
+        .expect("reseal"));
 }
