@@ -79,6 +79,8 @@ pub struct Subscription {
     pub bucket_region: String,
     pub iam_role_arn: String,
     pub iam_role_external_id: String,
+    /// The account that owns the bucket (sent as `ExpectedBucketOwner` on every GetObject).
+    pub bucket_owner: String,
     pub api_key: SecretString,
     pub app_key: SecretString,
     /// Unix seconds.
@@ -109,6 +111,7 @@ pub struct Redacted {
     pub bucket_region: String,
     pub iam_role_arn: String,
     pub iam_role_external_id: String,
+    pub bucket_account_id: String,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -124,6 +127,7 @@ impl Subscription {
             bucket_region: self.bucket_region.clone(),
             iam_role_arn: self.iam_role_arn.clone(),
             iam_role_external_id: self.iam_role_external_id.clone(),
+            bucket_account_id: self.bucket_owner.clone(),
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
         }
@@ -350,6 +354,7 @@ impl Subscriptions {
             api_key: self.sealer.seal(bucket, &request.api_key),
             app_key: self.sealer.seal(bucket, &request.app_key),
             owner: fingerprint(&request.api_key),
+            bucket_owner: request.bucket_owner(),
             created_at: now,
             updated_at: now,
         };
@@ -505,7 +510,13 @@ impl Subscriptions {
         };
         let api_key = open(&row.api_key, "apiKey")?;
         let app_key = open(&row.app_key, "appKey")?;
+        let bucket_owner = if row.bucket_owner.is_empty() {
+            validate::role_account(&row.iam_role_arn).to_owned()
+        } else {
+            row.bucket_owner
+        };
         Ok(Subscription {
+            bucket_owner,
             api_key,
             app_key,
             bucket_name: row.bucket_name,

@@ -304,19 +304,32 @@ async fn check_role(
         return Ok(());
     };
     let region = request.bucket_region.as_str();
+    let owner = request.bucket_owner();
     let read = roles
-        .read_sample(role, external_id, region, bucket, key)
+        .read_sample(role, external_id, region, bucket, key, &owner)
         .await
         .map_err(|e| refusal(&e))?;
     match diagnose::sample(&read, bucket, key, region) {
         None => Ok(()),
-        Some(sentence) => {
+        Some(mut sentence) => {
             tracing::info!(
                 bucket,
                 ?read,
                 "subscription refused: sample key not readable"
             );
-            let body = json!({ "error": sentence, "cause": format!("{read:?}") });
+            if read == diagnose::SampleRead::Denied {
+                // S3 answers a wrong ExpectedBucketOwner with the same AccessDenied.
+                sentence.push_str(&format!(
+                    "; or the bucket is not owned by account {owner}: we only read a bucket of \
+                     the account that owns it, which is the role's account unless \
+                     bucket_account_id names another"
+                ));
+            }
+            let body = json!({
+                "error": sentence,
+                "cause": format!("{read:?}"),
+                "expected_bucket_owner": owner,
+            });
             Err(Box::new(
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response(),
             ))

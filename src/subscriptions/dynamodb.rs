@@ -237,7 +237,8 @@ impl DynamoStore {
             .update_expression(
                 "SET bucket_region = :bucket_region, iam_role_arn = :iam_role_arn, \
                  iam_role_external_id = :iam_role_external_id, api_key = :api_key, \
-                 app_key = :app_key, #owner = :owner, updated_at = :updated_at",
+                 app_key = :app_key, #owner = :owner, updated_at = :updated_at, \
+                 bucket_owner = :bucket_owner",
             )
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", "owner")
@@ -248,6 +249,7 @@ impl DynamoStore {
             .expression_attribute_values(":app_key", s(&row.app_key))
             .expression_attribute_values(":owner", s(&row.owner))
             .expression_attribute_values(":updated_at", n(row.updated_at))
+            .expression_attribute_values(":bucket_owner", s(&row.bucket_owner))
             .send()
             .await;
         match result {

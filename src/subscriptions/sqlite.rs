@@ -19,9 +19,9 @@ use super::store::{
 };
 
 const BACKEND: &str = "sqlite";
-/// The `PRAGMA user_version` this build writes and understands. Version 1 (no tombstones) is
-/// upgraded on open.
-const SCHEMA_VERSION: i64 = 2;
+/// The `PRAGMA user_version` this build writes and understands. Versions 1 (no tombstones) and
+/// 2 (no bucket owner) are upgraded on open.
+const SCHEMA_VERSION: i64 = 3;
 /// How long a writer waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Expired checkpoints are purged on one `save_checkpoint` in this many.
@@ -56,8 +56,12 @@ CREATE TABLE IF NOT EXISTS tombstones (
     expires_at INTEGER NOT NULL
 );";
 
+/// Version 3: the account that owns the bucket; '' in older rows (the role's account).
+const SCHEMA_V3: &str =
+    "ALTER TABLE subscriptions ADD COLUMN bucket_owner TEXT NOT NULL DEFAULT '';";
+
 const SELECT_ROWS: &str = "SELECT bucket_name, bucket_region, iam_role_arn, iam_role_external_id, \
-     api_key, app_key, owner, created_at, updated_at FROM subscriptions";
+     api_key, app_key, owner, created_at, updated_at, bucket_owner FROM subscriptions";
 
 /// A [`Store`] in one SQLite file (WAL mode). Cheap to clone: clones share one connection.
 #[derive(Clone)]
@@ -180,13 +184,14 @@ fn migrate(conn: &mut Connection) -> Result<(), Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     match version {
-        0 => {
-            tx.execute_batch(SCHEMA)?;
-            tx.execute_batch(SCHEMA_V2)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        }
-        1 => {
-            tx.execute_batch(SCHEMA_V2)?;
+        0..=2 => {
+            if version == 0 {
+                tx.execute_batch(SCHEMA)?;
+            }
+            if version <= 1 {
+                tx.execute_batch(SCHEMA_V2)?;
+            }
+            tx.execute_batch(SCHEMA_V3)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         SCHEMA_VERSION => {}
@@ -262,6 +267,7 @@ fn read_row(row: &rusqlite::Row<'_>) -> Result<Row, Fail> {
             owner: text(row, 6, "owner")?,
             created_at: integer(row, 7, "created_at")?,
             updated_at: integer(row, 8, "updated_at")?,
+            bucket_owner: text(row, 9, "bucket_owner")?,
         })
     };
     fields().map_err(|detail| {
@@ -283,8 +289,8 @@ fn put_row(conn: &mut Connection, row: &Row) -> Result<Put, Fail> {
         None => {
             tx.execute(
                 "INSERT INTO subscriptions (bucket_name, bucket_region, iam_role_arn, \
-                 iam_role_external_id, api_key, app_key, owner, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 iam_role_external_id, api_key, app_key, owner, created_at, updated_at, \
+                 bucket_owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     row.bucket_name,
                     row.bucket_region,
@@ -295,6 +301,7 @@ fn put_row(conn: &mut Connection, row: &Row) -> Result<Put, Fail> {
                     row.owner,
                     row.created_at,
                     row.updated_at,
+                    row.bucket_owner,
                 ],
             )?;
             Put::Created
@@ -323,8 +330,8 @@ fn put_row(conn: &mut Connection, row: &Row) -> Result<Put, Fail> {
 fn update_row(tx: &rusqlite::Transaction<'_>, row: &Row) -> Result<(), Fail> {
     tx.execute(
         "UPDATE subscriptions SET bucket_region = ?2, iam_role_arn = ?3, \
-         iam_role_external_id = ?4, api_key = ?5, app_key = ?6, owner = ?7, updated_at = ?8 \
-         WHERE bucket_name = ?1",
+         iam_role_external_id = ?4, api_key = ?5, app_key = ?6, owner = ?7, updated_at = ?8, \
+         bucket_owner = ?9 WHERE bucket_name = ?1",
         params![
             row.bucket_name,
             row.bucket_region,
@@ -334,6 +341,7 @@ fn update_row(tx: &rusqlite::Transaction<'_>, row: &Row) -> Result<(), Fail> {
             row.app_key,
             row.owner,
             row.updated_at,
+            row.bucket_owner,
         ],
     )?;
     Ok(())

@@ -19,6 +19,9 @@ pub struct Row {
     pub api_key: String,
     pub app_key: String,
     pub owner: String,
+    /// The 12-digit account that owns the bucket, sent as `ExpectedBucketOwner` on every
+    /// GetObject. Empty in rows written before it was recorded: the role's account then.
+    pub bucket_owner: String,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
@@ -32,6 +35,7 @@ impl std::fmt::Debug for Row {
             .field("bucket_region", &self.bucket_region)
             .field("iam_role_arn", &self.iam_role_arn)
             .field("owner", &self.owner)
+            .field("bucket_owner", &self.bucket_owner)
             .finish_non_exhaustive()
     }
 }

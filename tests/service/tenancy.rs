@@ -1,13 +1,18 @@
-//! Tenancy: keys sealed by default. `run` refuses to start without a data key unless the
-//! operator deliberately allows keys in clear.
+//! Tenancy: keys sealed by default (`run` refuses to start without a data key unless the
+//! operator deliberately allows keys in clear), and a bucket read only as its owner's: every
+//! GetObject carries `ExpectedBucketOwner`, checked by a proxy that plays S3's rule.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::daemon::Stack;
+use crate::support::proxy::{Fault, Match, Proxy};
 
 /// The data key every service test's daemon seals keys with (`Stack::env`).
 pub const DATA_KEY: &str = "dGVuYW5jeS10ZXN0cy1kYXRhLWtleS0zMi1ieXRlcyE=";
@@ -85,36 +90,206 @@ async fn run_and_serve_api_refuse_to_start_without_an_encryption_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_allow_plaintext_keys_run_starts_and_warns() {
     let stack = Stack::new("plaintext-allowed", 3, None).await;
-    let (api, ops) = (free_addr(), free_addr());
-    let (api_text, ops_text) = (api.to_string(), ops.to_string());
-    let mut env = stack.env(&[
-        ("CTC__SUBSCRIPTIONS__ALLOW_PLAINTEXT_KEYS", "true"),
-        ("CTC__API__LISTEN", &api_text),
-        ("CTC__ADMIN__LISTEN", &ops_text),
-    ]);
-    env.remove("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY");
     let log = stack.dir.join("plaintext.log");
-    let mut child = binary(&["run"], &env, &log).spawn().expect("starts");
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(api).await.is_err() {
-        let exited = child.try_wait().expect("try_wait");
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(exited.is_none(), "run exited ({exited:?}): {text}");
+    // A port picked free may be taken before the daemon binds it: try again then.
+    for _attempt in 0..3 {
+        let (api, ops) = (free_addr(), free_addr());
+        let (api_text, ops_text) = (api.to_string(), ops.to_string());
+        let mut env = stack.env(&[
+            ("CTC__SUBSCRIPTIONS__ALLOW_PLAINTEXT_KEYS", "true"),
+            ("CTC__API__LISTEN", &api_text),
+            ("CTC__ADMIN__LISTEN", &ops_text),
+        ]);
+        env.remove("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY");
+        let mut child = binary(&["run"], &env, &log).spawn().expect("starts");
+        let started = Instant::now();
+        let listening = loop {
+            if tokio::net::TcpStream::connect(api).await.is_ok() {
+                break true;
+            }
+            if child.try_wait().expect("try_wait").is_some() {
+                break false;
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "run never listened: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&log).expect("the log");
+        if !listening {
+            assert!(text.contains("cannot listen"), "run exited: {text}");
+            continue;
+        }
+        let warning = text
+            .lines()
+            .find(|l| l.contains("allow_plaintext_keys"))
+            .unwrap_or_else(|| panic!("no warning in {text}"));
         assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "run never listened: {text}"
+            warning.contains("WARN") && warning.contains("stored in clear"),
+            "{warning}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        return;
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&log).expect("the log");
-    let warning = text
-        .lines()
-        .find(|l| l.contains("allow_plaintext_keys"))
-        .unwrap_or_else(|| panic!("no warning in {text}"));
-    assert!(
-        warning.contains("WARN") && warning.contains("stored in clear"),
-        "{warning}"
+    panic!("run could not bind a free port in 3 attempts");
+}
+
+/// The account that owns the test bucket, as the proxy's S3 rule has it.
+const OWNER: &str = "218007301253";
+const FILE: &str = "218007301253_CloudTrail_us-east-1_20230710T1210Z_6CICdbJQM3beT7n3.json.gz";
+
+/// Every GetObject of `bucket` as (path, ExpectedBucketOwner header) that went through the
+/// proxy; the rule added answers like S3 does: 403 AccessDenied when the header is absent or
+/// names another account than `owner` (moto does not enforce the header).
+fn play_s3_owner_rule(
+    proxy: &Proxy,
+    bucket: &str,
+    owner: &str,
+) -> Arc<Mutex<Vec<(String, String)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (record, prefix, owner) = (Arc::clone(&seen), format!("/{bucket}/"), owner.to_owned());
+    proxy.inject(
+        Match::when(move |request| {
+            if request.method != reqwest::Method::GET || !request.path.starts_with(&prefix) {
+                return false;
+            }
+            let header = request
+                .headers
+                .get("x-amz-expected-bucket-owner")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let refused = header != owner;
+            record
+                .lock()
+                .expect("the record")
+                .push((request.path.clone(), header));
+            refused
+        }),
+        usize::MAX,
+        Fault::aws_error(403, "AccessDenied"),
     );
+    seen
+}
+
+fn subscribe_body(bucket: &str, extra: &[(&str, &str)]) -> serde_json::Value {
+    let mut body = json!({
+        "apiKey": "owner-api-key-0123456789abcdef",
+        "appKey": "owner-app-key-0123456789abcdef",
+        "bucket_name": bucket,
+        "bucket_region": "us-east-1",
+        "iam_role_arn": format!("arn:aws:iam::{OWNER}:role/BigPandaCloudTrailReader"),
+        "iam_role_external_id": "bp-external-id-1",
+    });
+    for (k, v) in extra {
+        body[*k] = json!(v);
+    }
+    body
+}
+
+async fn post(api: SocketAddr, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{api}/v1/subscriptions"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST /v1/subscriptions");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| json!(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_get_object_names_the_bucket_owner_and_a_wrong_owner_fails_the_sample_read() {
+    let stack = Stack::new("owner", 3, None).await;
+    let proxy = Proxy::start(&stack.moto.endpoint()).await;
+    let seen = play_s3_owner_rule(&proxy, &stack.bucket, OWNER);
+    let endpoint = proxy.endpoint();
+    let daemon = stack
+        .start(&[("CTC__AWS__ENDPOINT_URL", endpoint.as_str())])
+        .await;
+    let (sample, _) = stack.put_file_as(FILE, "AWSLogs/sample.json.gz").await;
+
+    // A bucket_account_id that does not own the bucket: S3 refuses the sample read, 422.
+    let wrong = subscribe_body(
+        &stack.bucket,
+        &[
+            ("sample_key", &sample),
+            ("bucket_account_id", "111122223333"),
+        ],
+    );
+    let (status, answer) = post(daemon.api, &wrong).await;
+    assert_eq!(status, 422, "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("not owned by account 111122223333") && error.contains("bucket_account_id"),
+        "{error}"
+    );
+    assert_eq!(answer["expected_bucket_owner"], "111122223333");
+
+    // The role's account (the default) owns it: 201, recorded in the answer.
+    let right = subscribe_body(&stack.bucket, &[("sample_key", &sample)]);
+    let (status, answer) = post(daemon.api, &right).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["bucket_account_id"], OWNER);
+
+    // The daemon's own GetObject names the owner too, so the changes flow.
+    let (key, expected) = stack.put_file(FILE).await;
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(expected.len(), Duration::from_secs(60))
+            .await,
+        "{} of {} changes arrived; GetObjects: {:?}",
+        stack.bigpanda.accepted().len(),
+        expected.len(),
+        seen.lock().expect("the record")
+    );
+    let seen = seen.lock().expect("the record").clone();
+    let owners = |path_end: &str| -> Vec<String> {
+        seen.iter()
+            .filter(|(path, _)| path.split('?').next().unwrap_or("").ends_with(path_end))
+            .map(|(_, owner)| owner.clone())
+            .collect()
+    };
+    assert_eq!(
+        owners("sample.json.gz"),
+        ["111122223333", OWNER],
+        "{seen:?}"
+    );
+    let daemon_reads = owners(FILE);
+    assert!(!daemon_reads.is_empty(), "{key}: {seen:?}");
+    assert!(daemon_reads.iter().all(|o| o == OWNER), "{seen:?}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reads_nothing_from_a_bucket_its_subscription_says_another_account_owns() {
+    let stack = Stack::new("not-owner", 2, None).await;
+    let proxy = Proxy::start(&stack.moto.endpoint()).await;
+    let seen = play_s3_owner_rule(&proxy, &stack.bucket, OWNER);
+    let endpoint = proxy.endpoint();
+    let daemon = stack
+        .start(&[("CTC__AWS__ENDPOINT_URL", endpoint.as_str())])
+        .await;
+    // Saved without a sample key: the role can be assumed, the owner is not checked yet.
+    let body = subscribe_body(&stack.bucket, &[("bucket_account_id", "111122223333")]);
+    let (status, answer) = post(daemon.api, &body).await;
+    assert_eq!(status, 201, "{answer}");
+
+    stack.put_file(FILE).await;
+    let dead = stack.dead_letters(1, Duration::from_secs(60)).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(stack.bigpanda.all().is_empty(), "nothing was delivered");
+    let seen = seen.lock().expect("the record").clone();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|(_, o)| o == "111122223333"), "{seen:?}");
+    daemon.stop().await;
 }

@@ -41,6 +41,7 @@ pub(super) fn row_item(row: &Row) -> Item {
         ("api_key".to_owned(), s(&row.api_key)),
         ("app_key".to_owned(), s(&row.app_key)),
         ("owner".to_owned(), s(&row.owner)),
+        ("bucket_owner".to_owned(), s(&row.bucket_owner)),
         ("created_at".to_owned(), n(row.created_at)),
         ("updated_at".to_owned(), n(row.updated_at)),
     ])
@@ -77,6 +78,11 @@ pub(super) fn item_row(item: &Item) -> Result<Row, StoreError> {
             api_key: string(item, "api_key")?,
             app_key: string(item, "app_key")?,
             owner: string(item, "owner")?,
+            // Absent in items written before it was recorded: the role's account then.
+            bucket_owner: match item.get("bucket_owner") {
+                None => String::new(),
+                Some(_) => string(item, "bucket_owner")?,
+            },
             created_at: number(item, "created_at")?,
             updated_at: number(item, "updated_at")?,
         })

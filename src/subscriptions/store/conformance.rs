@@ -74,6 +74,7 @@ pub fn row(bucket: &str, owner: &str, at: i64) -> Row {
         api_key: format!("sealed-api-{owner}"),
         app_key: format!("sealed-app-{owner}"),
         owner: owner.to_owned(),
+        bucket_owner: "123456789012".to_owned(),
         created_at: at,
         updated_at: at,
     }
@@ -98,6 +99,7 @@ pub async fn put_creates_then_updates_keeping_created_at(b: &impl Backend) {
     let mut changed = row("b1", "o1", 200);
     changed.bucket_region = "eu-west-1".to_owned();
     changed.api_key = "sealed-new".to_owned();
+    changed.bucket_owner = "210987654321".to_owned();
     assert_eq!(store.put(&changed).await.expect("put"), Put::Updated);
 
     let stored = store.get("b1").await.expect("get").expect("row");
@@ -105,6 +107,7 @@ pub async fn put_creates_then_updates_keeping_created_at(b: &impl Backend) {
     assert_eq!(stored.updated_at, 200);
     assert_eq!(stored.bucket_region, "eu-west-1");
     assert_eq!(stored.api_key, "sealed-new");
+    assert_eq!(stored.bucket_owner, "210987654321");
     assert_eq!(store.get("missing").await.expect("get"), None);
 }
 
