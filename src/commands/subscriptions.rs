@@ -64,8 +64,15 @@ pub async fn list(settings: &Settings, out: &mut dyn Write) -> Result<(), Comman
         let r = s.redacted();
         writeln!(
             out,
-            "{}\t{}\t{}\tapiKey={}\tappKey={}\tupdated={}",
-            r.bucket_name, r.bucket_region, r.iam_role_arn, r.api_key, r.app_key, r.updated_at
+            "{}\t{}\t{}\tapiKey={}\tappKey={}\tupdated={}\tstate={}\tbucket_account={}",
+            r.bucket_name,
+            r.bucket_region,
+            r.iam_role_arn,
+            r.api_key,
+            r.app_key,
+            r.updated_at,
+            r.state,
+            r.bucket_account_id
         )?;
     }
     if subs.is_empty() {

@@ -5,7 +5,7 @@
 
 use super::cache::Lookup;
 use super::validate::{self, Invalid};
-use super::{Put, StoreError, Subscriptions};
+use super::{Holder, Put, StoreError, Subscriptions};
 use crate::aws::credentials::{CredentialsError, Roles};
 use crate::aws::diagnose;
 use axum::body::Bytes;
@@ -99,14 +99,14 @@ async fn subscribe(
         Err(invalid) => return bad_request(&invalid),
     };
     let bucket = request.bucket_name.as_str();
-    // Refuse another owner's bucket before spending an STS call on it.
-    match state
-        .subscriptions
-        .owned_by_other(bucket, &request.api_key)
-        .await
-    {
-        Ok(false) => {}
-        Ok(true) => return conflict(bucket),
+    // Refuse another owner's bucket before spending an STS call on it: a verified one always,
+    // a pending one unless this request can prove ownership with a sample read.
+    let can_prove = sample_key.is_some() && state.verifier.is_some();
+    match state.subscriptions.holder(bucket, &request.api_key).await {
+        Ok(Holder::Nobody | Holder::This) => {}
+        Ok(Holder::OtherPending) if can_prove => {}
+        Ok(Holder::OtherPending) => return conflict_pending(bucket),
+        Ok(Holder::OtherVerified) => return conflict(bucket),
         Err(e) => return store_error(&e),
     }
     if let Some(roles) = &state.verifier {
@@ -114,16 +114,20 @@ async fn subscribe(
             return *r;
         }
     }
-    match state.subscriptions.subscribe(&request, unix_now()).await {
+    match state
+        .subscriptions
+        .subscribe_proven(&request, can_prove, unix_now())
+        .await
+    {
         Ok((put, subscription)) => {
             if let Some(lookup) = &state.lookup {
                 lookup.forget(bucket);
             }
             let status = match put {
-                Put::Created => StatusCode::CREATED,
+                Put::Created | Put::TookOver => StatusCode::CREATED,
                 Put::Updated => StatusCode::OK,
             };
-            tracing::info!(bucket, outcome = ?put, "subscription saved");
+            tracing::info!(bucket, outcome = ?put, pending = subscription.pending, "subscription saved");
             (status, Json(subscription.redacted())).into_response()
         }
         Err(StoreError::Conflict { .. }) => conflict(bucket),
@@ -261,7 +265,16 @@ fn bad_request(invalid: &Invalid) -> Response {
 fn conflict(bucket: &str) -> Response {
     error(
         StatusCode::CONFLICT,
-        &format!("bucket {bucket} is already subscribed with another apiKey; unsubscribe it with that key first"),
+        &format!("bucket {bucket} is already subscribed and verified with another apiKey; only that key can change or remove it"),
+    )
+}
+
+fn conflict_pending(bucket: &str) -> Response {
+    error(
+        StatusCode::CONFLICT,
+        &format!("bucket {bucket} is held by another apiKey's pending (unverified) subscription; \
+                  to take it over, prove the bucket is yours: POST again with \"sample_key\", the key \
+                  of an existing log file of the bucket, which your role reads"),
     )
 }
 

@@ -37,6 +37,7 @@ fn debug_output_of_a_subscription_hides_the_keys() {
         iam_role_arn: "arn:aws:iam::123456789012:role/r".into(),
         iam_role_external_id: "ext".into(),
         bucket_owner: "123456789012".into(),
+        pending: false,
         api_key: SecretString::from("api-key-secret-value"),
         app_key: SecretString::from("app-key-secret-value"),
         created_at: 0,

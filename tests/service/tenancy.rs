@@ -176,12 +176,22 @@ fn play_s3_owner_rule(
 }
 
 fn subscribe_body(bucket: &str, extra: &[(&str, &str)]) -> serde_json::Value {
+    subscribe_as("owner", OWNER, bucket, extra)
+}
+
+/// A subscribe request with `who`'s keys and a role in `account`.
+fn subscribe_as(
+    who: &str,
+    account: &str,
+    bucket: &str,
+    extra: &[(&str, &str)],
+) -> serde_json::Value {
     let mut body = json!({
-        "apiKey": "owner-api-key-0123456789abcdef",
-        "appKey": "owner-app-key-0123456789abcdef",
+        "apiKey": format!("{who}-api-key-0123456789abcdef"),
+        "appKey": format!("{who}-app-key-0123456789abcdef"),
         "bucket_name": bucket,
         "bucket_region": "us-east-1",
-        "iam_role_arn": format!("arn:aws:iam::{OWNER}:role/BigPandaCloudTrailReader"),
+        "iam_role_arn": format!("arn:aws:iam::{account}:role/BigPandaCloudTrailReader"),
         "iam_role_external_id": "bp-external-id-1",
     });
     for (k, v) in extra {
@@ -292,4 +302,126 @@ async fn the_daemon_reads_nothing_from_a_bucket_its_subscription_says_another_ac
     assert!(!seen.is_empty());
     assert!(seen.iter().all(|(_, o)| o == "111122223333"), "{seen:?}");
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatters_pending_subscription_gives_way_to_the_owners_proof_and_a_verified_one_stays() {
+    let stack = Stack::new("squat", 2, None).await;
+    let proxy = Proxy::start(&stack.moto.endpoint()).await;
+    play_s3_owner_rule(&proxy, &stack.bucket, OWNER);
+    let endpoint = proxy.endpoint();
+    let daemon = stack
+        .start(&[("CTC__AWS__ENDPOINT_URL", endpoint.as_str())])
+        .await;
+    let bucket = stack.bucket.clone();
+
+    // The squatter claims the bucket with a role of its own account and no proof: pending.
+    let squat = subscribe_as("squatter", "999988887777", &bucket, &[]);
+    let (status, answer) = post(daemon.api, &squat).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["state"], "pending");
+    assert!(
+        answer["verify"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sample_key"),
+        "{answer}"
+    );
+
+    // The owner without a proof is told how to take it over; with one, it does.
+    let sample = "AWSLogs/sample.json.gz";
+    stack
+        .aws
+        .put_object(&bucket, sample, b"not a log".to_vec())
+        .await;
+    let (status, answer) = post(daemon.api, &subscribe_body(&bucket, &[])).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sample_key"),
+        "{answer}"
+    );
+    let (status, answer) = post(
+        daemon.api,
+        &subscribe_body(&bucket, &[("sample_key", sample)]),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["state"], "verified");
+    assert!(answer.get("verify").is_none(), "{answer}");
+
+    // The owner's changes flow with the owner's keys.
+    let (_, expected) = stack.put_file(FILE).await;
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(expected.len(), Duration::from_secs(60))
+            .await,
+        "{} of {} changes",
+        stack.bigpanda.accepted().len(),
+        expected.len()
+    );
+    let accepted = stack.bigpanda.accepted();
+    assert!(
+        accepted
+            .iter()
+            .all(|r| r.app_key.as_deref() == Some("owner-app-key-0123456789abcdef")),
+        "every change went with the owner's keys"
+    );
+
+    // A verified subscription is not taken over, even by a request whose sample read works.
+    let again = subscribe_as(
+        "squatter",
+        "999988887777",
+        &bucket,
+        &[("sample_key", sample), ("bucket_account_id", OWNER)],
+    );
+    let (status, answer) = post(daemon.api, &again).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("verified"),
+        "{answer}"
+    );
+    let removed = reqwest::Client::new()
+        .delete(format!("http://{}/v1/subscriptions", daemon.api))
+        .header("content-type", "application/json")
+        .body(
+            json!({"apiKey": "squatter-api-key-0123456789abcdef", "bucket_name": bucket})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(removed.status().as_u16(), 404);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_subscription_is_verified_by_its_first_delivered_object() {
+    let stack = Stack::new("first-delivery", 3, None).await;
+    let daemon = stack.start(&[]).await;
+    let (status, answer) = post(daemon.api, &subscribe_body(&stack.bucket, &[])).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["state"], "pending");
+    let (_, expected) = stack.put_file(FILE).await;
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(expected.len(), Duration::from_secs(60))
+            .await
+    );
+    daemon.stop().await;
+    let settings = stack.settings(&[]);
+    let mut out = Vec::new();
+    cloudtrail_changes::commands::subscriptions::list(&settings, &mut out)
+        .await
+        .expect("list");
+    let out = String::from_utf8(out).expect("UTF-8");
+    assert!(out.contains("state=verified"), "{out}");
+    assert!(out.contains(&format!("bucket_account={OWNER}")), "{out}");
 }

@@ -141,6 +141,8 @@ async fn a_version_1_file_is_upgraded_keeping_its_rows_without_a_bucket_owner() 
     assert_eq!(upgraded.owner, "o1");
     // No bucket owner recorded before version 3: '' (read as the role's account).
     assert_eq!(upgraded.bucket_owner, "");
+    // Rows of before version 3 worked: verified, never open to a takeover.
+    assert!(!upgraded.pending);
     assert_eq!(store.checkpoint("b1/k#e").await.expect("read"), Some(3));
     store.tombstone("b1", now()).await.expect("tombstone");
     assert!(store.is_tombstoned("b1").await.expect("read").is_some());

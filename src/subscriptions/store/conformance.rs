@@ -59,6 +59,8 @@ macro_rules! suite {
             tombstones_expire_after_the_retention,
             clearing_a_buckets_checkpoints_keeps_the_others_and_the_rows,
             reseal_swaps_the_keys_only_while_they_are_unchanged,
+            a_pending_row_gives_way_only_to_a_proven_row_of_another_owner,
+            mark_verified_needs_the_owner_and_a_verified_row_stays_verified,
         );
     };
 }
@@ -75,6 +77,7 @@ pub fn row(bucket: &str, owner: &str, at: i64) -> Row {
         app_key: format!("sealed-app-{owner}"),
         owner: owner.to_owned(),
         bucket_owner: "123456789012".to_owned(),
+        pending: false,
         created_at: at,
         updated_at: at,
     }
@@ -384,4 +387,56 @@ pub async fn reseal_swaps_the_keys_only_while_they_are_unchanged(b: &impl Backen
         .reseal("b1", &original.sealed_keys(), &resealed)
         .await
         .expect("reseal"));
+}
+
+fn pending(bucket: &str, owner: &str, at: i64) -> Row {
+    Row {
+        pending: true,
+        ..row(bucket, owner, at)
+    }
+}
+
+pub async fn a_pending_row_gives_way_only_to_a_proven_row_of_another_owner(b: &impl Backend) {
+    let store = b.fresh().await;
+    let squatter = pending("b1", "squatter", 100);
+    store.put(&squatter).await.expect("put");
+
+    // Another pending row does not take it.
+    let err = store.put(&pending("b1", "owner", 200)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(store.get("b1").await.expect("get"), Some(squatter));
+
+    // A proven row does, whole (its own created_at), for another connection too.
+    let proven = row("b1", "owner", 300);
+    assert_eq!(store.put(&proven).await.expect("put"), Put::TookOver);
+    let other = b.another(&store).await;
+    assert_eq!(other.get("b1").await.expect("get"), Some(proven.clone()));
+
+    // A verified row is never taken over, proven or not.
+    let err = other.put(&row("b1", "squatter", 400)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(store.get("b1").await.expect("get"), Some(proven));
+}
+
+pub async fn mark_verified_needs_the_owner_and_a_verified_row_stays_verified(b: &impl Backend) {
+    let store = b.fresh().await;
+    store.put(&pending("b1", "o1", 100)).await.expect("put");
+    assert!(!store.mark_verified("b1", "o2").await.expect("mark"));
+    assert!(!store.mark_verified("missing", "o1").await.expect("mark"));
+    assert!(store.get("b1").await.expect("get").expect("row").pending);
+    assert!(store.mark_verified("b1", "o1").await.expect("mark"));
+    assert!(
+        !store.mark_verified("b1", "o1").await.expect("mark"),
+        "only once"
+    );
+    assert!(!store.get("b1").await.expect("get").expect("row").pending);
+
+    // The owner's update without a proof keeps it verified.
+    assert_eq!(
+        store.put(&pending("b1", "o1", 200)).await.expect("put"),
+        Put::Updated
+    );
+    let stored = store.get("b1").await.expect("get").expect("row");
+    assert!(!stored.pending);
+    assert_eq!((stored.created_at, stored.updated_at), (100, 200));
 }
