@@ -53,6 +53,8 @@ pub const MESSAGES_DEAD_LETTERED: &str = "ctc_messages_dead_lettered_total";
 pub const STS_ASSUME_ROLE: &str = "ctc_sts_assume_role_total";
 /// 1, labelled with the version.
 pub const BUILD_INFO: &str = "ctc_build_info";
+/// Subscription API requests refused with 429, by `limit`: `client`, `total`, `key`.
+pub const API_THROTTLED: &str = "ctc_api_throttled_total";
 
 /// Buckets for request and processing durations, seconds.
 const DURATION_BUCKETS: [f64; 14] = [

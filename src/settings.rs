@@ -60,6 +60,57 @@ pub struct ApiSettings {
     pub enabled: bool,
     /// Address the API listens on.
     pub listen: SocketAddr,
+    /// POST and DELETE requests per minute from one client address.
+    pub writes_per_client_per_minute: u32,
+    /// POST and DELETE requests per minute from everyone together.
+    pub writes_per_minute: u32,
+    /// GET requests per minute with one API key.
+    pub reads_per_key_per_minute: u32,
+    /// Subscribe-time role checks (STS) running at once.
+    pub max_concurrent_role_checks: u32,
+    /// Header with the client address behind a load balancer; empty: the peer address.
+    pub client_address_header: String,
+}
+
+impl ApiSettings {
+    /// The request limits.
+    #[must_use]
+    pub fn limits(&self) -> crate::subscriptions::api::limits::LimitSettings {
+        crate::subscriptions::api::limits::LimitSettings {
+            writes_per_client_per_minute: self.writes_per_client_per_minute,
+            writes_per_minute: self.writes_per_minute,
+            reads_per_key_per_minute: self.reads_per_key_per_minute,
+            max_concurrent_role_checks: self.max_concurrent_role_checks,
+            client_address_header: self.client_address_header.clone(),
+        }
+    }
+}
+
+fn validate_api(api: &ApiSettings) -> Result<(), SettingsError> {
+    for (key, value) in [
+        (
+            "api.writes_per_client_per_minute",
+            api.writes_per_client_per_minute,
+        ),
+        ("api.writes_per_minute", api.writes_per_minute),
+        ("api.reads_per_key_per_minute", api.reads_per_key_per_minute),
+    ] {
+        in_range(key, u64::from(value), 1, 1_000_000)?;
+    }
+    in_range(
+        "api.max_concurrent_role_checks",
+        u64::from(api.max_concurrent_role_checks),
+        1,
+        256,
+    )?;
+    let header = api.client_address_header.trim();
+    if !header.is_empty() && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+        return Err(SettingsError::Invalid {
+            key: "api.client_address_header",
+            detail: format!("must be an HTTP header name, got {header:?}"),
+        });
+    }
+    Ok(())
 }
 
 /// The `[admin]` settings.
@@ -283,6 +334,7 @@ fn validate(raw: Raw) -> Result<Settings, SettingsError> {
         16,
         65_536,
     )?;
+    validate_api(&raw.api)?;
     non_empty_items("filter.event_types", &raw.filter.event_types, false)?;
     non_empty_items("filter.read_prefixes", &raw.filter.read_prefixes, true)?;
     non_empty_items("filter.noise", &raw.filter.noise, true)?;

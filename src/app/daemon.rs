@@ -72,6 +72,7 @@ impl Daemon {
                     .verify_role
                     .then(|| Arc::clone(&roles)),
                 lookup: Some(Arc::clone(&lookup)),
+                limits: api::limits::Limits::new(&settings.api.limits()),
             });
             Some(Server::bind(settings.api.listen, api::router(state)).await?)
         } else {

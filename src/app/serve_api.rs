@@ -44,6 +44,7 @@ impl Parts {
                 .verify_role
                 .then(|| Arc::new(Roles::new(&self.aws))),
             lookup: None,
+            limits: api::limits::Limits::new(&settings.api.limits()),
         })
     }
 }

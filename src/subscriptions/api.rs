@@ -19,6 +19,8 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+pub mod limits;
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -29,6 +31,8 @@ pub struct ApiState {
     pub verifier: Option<Arc<Roles>>,
     /// This node's worker cache, told when a subscription changes here.
     pub lookup: Option<Arc<Lookup>>,
+    /// Request limits and the bound on role checks at once.
+    pub limits: limits::Limits,
 }
 
 /// The API's routes.
@@ -51,6 +55,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            limit,
+        ))
         .layer(axum::middleware::from_fn(guard))
         .with_state(state)
 }
@@ -78,6 +86,51 @@ pub async fn guard(request: axum::extract::Request, next: axum::middleware::Next
             StatusCode::REQUEST_TIMEOUT,
             "the request took too long to arrive",
         ),
+    }
+}
+
+/// Applies the request limits before anything else is done: POST and DELETE per client and in
+/// total, GET per API key; 429 with `Retry-After` (whole seconds, rounded up) when over.
+async fn limit(
+    State(state): State<Arc<ApiState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    let now = std::time::Instant::now();
+    let verdict = match *request.method() {
+        Method::POST | Method::DELETE => {
+            let peer = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0);
+            let client = state.limits.client(request.headers(), peer);
+            state.limits.write(&client, now)
+        }
+        Method::GET => match bearer(request.headers()) {
+            Some(key) => state.limits.read(&super::fingerprint(&key), now),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    };
+    match verdict {
+        Ok(()) => next.run(request).await,
+        Err(refused) => {
+            metrics::counter!(crate::metrics::API_THROTTLED, "limit" => refused.limit).increment(1);
+            let seconds =
+                refused.retry_after.as_secs() + u64::from(refused.retry_after.subsec_nanos() > 0);
+            let what = match refused.limit {
+                "client" => "requests from your address",
+                "total" => "requests to this API",
+                _ => "requests with this apiKey",
+            };
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, seconds.max(1).to_string())],
+                Json(json!({ "error": format!("too many {what}; retry after {} s", seconds.max(1)) })),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -110,6 +163,10 @@ async fn subscribe(
         Err(e) => return store_error(&e),
     }
     if let Some(roles) = &state.verifier {
+        // Bounded: a flood waits here (up to the request timeout) instead of reaching STS.
+        let Ok(_permit) = state.limits.role_checks.acquire().await else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down; try again");
+        };
         if let Err(r) = check_role(roles, &request, sample_key.as_deref()).await {
             return *r;
         }

@@ -425,3 +425,91 @@ async fn a_pending_subscription_is_verified_by_its_first_delivered_object() {
     assert!(out.contains("state=verified"), "{out}");
     assert!(out.contains(&format!("bucket_account={OWNER}")), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_posts_gets_429s_and_never_more_sts_calls_at_once_than_configured() {
+    const FLOOD: usize = 40;
+    const PER_CLIENT: usize = 8;
+    const AT_ONCE: usize = 2;
+    const HOLD: Duration = Duration::from_millis(800);
+    let stack = Stack::new("flood", 3, None).await;
+    let proxy = Proxy::start(&stack.moto.endpoint()).await;
+    // Every AssumeRole is held for HOLD before it reaches STS, and its arrival is recorded.
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&arrivals);
+    proxy.inject(
+        Match::when(move |request| {
+            let assume = request.action().as_deref() == Some("AssumeRole");
+            if assume {
+                record.lock().expect("arrivals").push(Instant::now());
+            }
+            assume
+        }),
+        usize::MAX,
+        Fault::Delay(HOLD),
+    );
+    let endpoint = proxy.endpoint();
+    let (per_client, at_once) = (PER_CLIENT.to_string(), AT_ONCE.to_string());
+    let daemon = stack
+        .start(&[
+            ("CTC__AWS__ENDPOINT_URL", endpoint.as_str()),
+            ("CTC__API__WRITES_PER_CLIENT_PER_MINUTE", &per_client),
+            ("CTC__API__MAX_CONCURRENT_ROLE_CHECKS", &at_once),
+        ])
+        .await;
+    let body = subscribe_body(&stack.bucket, &[]).to_string();
+    let client = reqwest::Client::new();
+    let mut posts = tokio::task::JoinSet::new();
+    for _ in 0..FLOOD {
+        let request = client
+            .post(format!("http://{}/v1/subscriptions", daemon.api))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        posts.spawn(async move {
+            let answer = request.send().await.expect("POST");
+            let retry_after = answer
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            (answer.status().as_u16(), retry_after)
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(joined) = posts.join_next().await {
+        let (status, retry_after) = joined.expect("the POST task");
+        if status == 429 {
+            assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+        }
+        statuses.push(status);
+    }
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    let passed: Vec<u16> = statuses.iter().copied().filter(|s| *s != 429).collect();
+    println!("flood: {FLOOD} POSTs, {throttled} answered 429, passed {passed:?}");
+    // The burst of one client is PER_CLIENT; a token or two may refill while the flood lands.
+    assert!(throttled >= FLOOD - PER_CLIENT - 2, "{statuses:?}");
+    assert!(
+        passed.iter().all(|s| *s == 200 || *s == 201),
+        "{statuses:?}"
+    );
+
+    // Each STS call is held for HOLD, so with at most AT_ONCE in flight the call AT_ONCE
+    // places later cannot arrive before one of them finished: at least HOLD later.
+    let mut arrivals = arrivals.lock().expect("arrivals").clone();
+    arrivals.sort();
+    assert_eq!(
+        arrivals.len(),
+        passed.len(),
+        "one STS call per admitted POST"
+    );
+    let gaps: Vec<Duration> = arrivals
+        .windows(AT_ONCE + 1)
+        .map(|w| w[AT_ONCE] - w[0])
+        .collect();
+    println!("flood: STS arrivals {AT_ONCE} places apart: {gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g >= HOLD),
+        "more than {AT_ONCE} at once: {gaps:?}"
+    );
+    daemon.stop().await;
+}
