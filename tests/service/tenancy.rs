@@ -513,3 +513,63 @@ async fn a_flood_of_posts_gets_429s_and_never_more_sts_calls_at_once_than_config
     );
     daemon.stop().await;
 }
+
+/// Runs a one-shot command of the binary with `env`; (exit code, stdout, stderr).
+async fn one_shot(args: &[&str], env: &HashMap<String, String>) -> (Option<i32>, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudtrail-changes"));
+    command
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the blocking task")
+        .expect("the binary runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_rekey_rotates_the_store_to_the_new_key() {
+    const NEW_KEY: &str = "bmV3LXRlbmFuY3ktZGF0YS1rZXktMzItYnl0ZXMhISE=";
+    let stack = Stack::new("rekey", 3, None).await;
+    let daemon = stack
+        .start(&[("CTC__SUBSCRIPTIONS__VERIFY_ROLE", "false")])
+        .await;
+    let (status, answer) = post(daemon.api, &subscribe_body(&stack.bucket, &[])).await;
+    assert_eq!(status, 201, "{answer}");
+    daemon.stop().await;
+
+    let only_new = stack.env(&[("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY", NEW_KEY)]);
+    let show = ["subscriptions", "show", stack.bucket.as_str()];
+    let (code, _, stderr) = one_shot(&show, &only_new).await;
+    assert_eq!(
+        code,
+        Some(1),
+        "not readable with the new key alone yet: {stderr}"
+    );
+
+    let rotating = stack.env(&[
+        ("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY", NEW_KEY),
+        ("CTC__SUBSCRIPTIONS__PREVIOUS_ENCRYPTION_KEYS", DATA_KEY),
+    ]);
+    let (code, _, stderr) = one_shot(&show, &rotating).await;
+    assert_eq!(code, Some(0), "readable during the rotation: {stderr}");
+    let (code, stdout, stderr) = one_shot(&["subscriptions", "rekey"], &rotating).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("re-sealed 1 subscriptions"), "{stdout}");
+
+    let (code, stdout, stderr) = one_shot(&show, &only_new).await;
+    assert_eq!(code, Some(0), "the new key alone opens it: {stderr}");
+    assert!(stdout.contains("****cdef"), "{stdout}");
+
+    let mut no_key = stack.env(&[]);
+    no_key.remove("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY");
+    let (code, _, stderr) = one_shot(&["subscriptions", "rekey"], &no_key).await;
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("subscriptions.encryption_key"), "{stderr}");
+}
