@@ -92,7 +92,7 @@ MOTO_ACCOUNT_ID=123456789012 "$MOTO" -H 127.0.0.1 -p "$PORT" > "$WORK/moto.log" 
 MOTO_PID=$!
 
 "$PY" - "$REPO" "$DIR" "$WORK" "http://127.0.0.1:$PORT" "$OBJECTS" "$RUNS" <<'PY'
-import atexit, csv, glob, gzip, io, json, os, random, resource, signal, socket, statistics, subprocess, sys, time
+import atexit, base64, csv, glob, gzip, io, json, os, random, resource, signal, socket, statistics, subprocess, sys, time
 import urllib.request, uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -306,6 +306,7 @@ daemon_env.update({
     "CTC__AWS__ENDPOINT_URL": ENDPOINT, "CTC__AWS__REGION": "us-east-1",
     "CTC__SQS__QUEUE_URL": first_queue.url,
     "CTC__SUBSCRIPTIONS__STORE": f"sqlite:{SUBS_DB}",
+    "CTC__SUBSCRIPTIONS__ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
     "CTC__SUBSCRIPTIONS__VERIFY_ROLE": "false",
     "CTC__BIGPANDA__RATE_PER_MINUTE": "0",
     "CTC__API__LISTEN": f"127.0.0.1:{api_port}",

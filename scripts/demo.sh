@@ -233,6 +233,9 @@ info "queue URL:  $QUEUE_URL"
 # --- 3. the daemon ---------------------------------------------------------------------------
 
 step "3/6 the daemon: cloudtrail-changes run (bigpanda.mode = stdout)"
+# Keys are sealed by default: a fresh data key for this demo's fresh store.
+DATA_KEY=$("$PY" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())') \
+  || die "could not make a data key"
 for attempt in 1 2 3; do
   API_PORT=$("$PY" "$DEMO_PY" free-port) || die "could not pick a free port"
   ADMIN_PORT=$("$PY" "$DEMO_PY" free-port) || die "could not pick a free port"
@@ -242,6 +245,7 @@ for attempt in 1 2 3; do
     CTC__SQS__QUEUE_URL="$QUEUE_URL" \
     CTC__SQS__WAIT_TIME_SECONDS=2 \
     CTC__SUBSCRIPTIONS__STORE="sqlite:$DEMO/subscriptions.db" \
+    CTC__SUBSCRIPTIONS__ENCRYPTION_KEY="$DATA_KEY" \
     CTC__BIGPANDA__MODE=stdout \
     CTC__API__LISTEN="127.0.0.1:$API_PORT" \
     CTC__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \

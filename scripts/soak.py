@@ -32,6 +32,7 @@ only the daemon sees the outage.
 """
 
 import argparse
+import base64
 import collections
 import glob
 import gzip
@@ -703,6 +704,8 @@ def run(a):
         # The queue URL as the daemon would see it: on the endpoint it talks to (the proxy).
         "CTC__SQS__QUEUE_URL": queue.replace(moto_url, proxy_url),
         "CTC__SUBSCRIPTIONS__STORE": f"sqlite:{work}/subscriptions.db",
+        # Sealed by default; one key for every restart of this soak's store.
+        "CTC__SUBSCRIPTIONS__ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
         "CTC__BIGPANDA__BASE_URL": standin_url,
         "CTC__BIGPANDA__RATE_PER_MINUTE": "0",
         "CTC__BIGPANDA__REQUEST_TIMEOUT_SECONDS": "2",

@@ -66,6 +66,10 @@ pub enum SubscriptionsCommand {
         /// The bucket name.
         bucket: String,
     },
+    /// Re-seal every subscription's keys with `subscriptions.encryption_key` (after a rotation:
+    /// the old key in `subscriptions.previous_encryption_keys`). Exit status 1 if a row could
+    /// not be opened with any key (it is left as it is, the others are re-sealed).
+    Rekey,
     /// Create the DynamoDB table named by `subscriptions.store = "dynamodb:TABLE"` (on-demand
     /// billing, key `bucket_name`); does nothing if it exists.
     InitTable,

@@ -48,10 +48,10 @@ impl Server {
         http.timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT);
         loop {
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = stop.cancelled() => break,
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(pair) => pair,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed; pausing");
                         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -59,7 +59,12 @@ impl Server {
                     }
                 },
             };
-            let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
+            // The peer address, for handlers that limit per client.
+            let router = self
+                .router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+            let service = hyper_util::service::TowerToHyperService::new(router);
             let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
             tokio::spawn(async move {
                 if let Err(e) = connection.await {

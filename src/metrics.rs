@@ -57,6 +57,8 @@ pub const MESSAGES_DEAD_LETTERED: &str = "ctc_messages_dead_lettered_total";
 pub const STS_ASSUME_ROLE: &str = "ctc_sts_assume_role_total";
 /// 1, labelled with the version.
 pub const BUILD_INFO: &str = "ctc_build_info";
+/// Subscription API requests refused with 429, by `limit`: `client`, `total`, `key`.
+pub const API_THROTTLED: &str = "ctc_api_throttled_total";
 
 /// What a family is, for its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +179,12 @@ fn drop_reasons() -> Vec<&'static str> {
         .map(crate::core::filter::Reason::as_str)
         .to_vec()
 }
+/// The subscription API's request limits (`subscriptions::api` limits).
+pub const API_LIMITS: [&str; 3] = ["client", "total", "key"];
+
+fn api_limits() -> Vec<&'static str> {
+    API_LIMITS.to_vec()
+}
 fn version() -> Vec<&'static str> {
     vec![env!("CARGO_PKG_VERSION")]
 }
@@ -212,7 +220,7 @@ fn skip_reasons() -> Vec<&'static str> {
 }
 
 /// Every family the daemon exports, in the README's order.
-pub const FAMILIES: [Family; 25] = [
+pub const FAMILIES: [Family; 26] = [
     Family {
         name: BUILD_INFO,
         kind: Kind::Gauge,
@@ -362,6 +370,12 @@ pub const FAMILIES: [Family; 25] = [
         kind: Kind::Counter,
         help: "Checkpoint store failures (delivery continues; a retry may resend some changes).",
         label: None,
+    },
+    Family {
+        name: API_THROTTLED,
+        kind: Kind::Counter,
+        help: "Subscription API requests answered 429, by the limit that refused them.",
+        label: Some(("limit", api_limits)),
     },
 ];
 

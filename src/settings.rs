@@ -24,12 +24,13 @@ use std::path::Path;
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// Settings keys that hold lists; their environment variables are comma-separated.
-const LIST_KEYS: [&str; 5] = [
+const LIST_KEYS: [&str; 6] = [
     "worker.retry_backoff_seconds",
     "filter.event_types",
     "filter.read_prefixes",
     "filter.noise",
     "filter.extra_noise",
+    "subscriptions.previous_encryption_keys",
 ];
 
 /// The validated settings.
@@ -59,6 +60,57 @@ pub struct ApiSettings {
     pub enabled: bool,
     /// Address the API listens on.
     pub listen: SocketAddr,
+    /// POST and DELETE requests per minute from one client address.
+    pub writes_per_client_per_minute: u32,
+    /// POST and DELETE requests per minute from everyone together.
+    pub writes_per_minute: u32,
+    /// GET requests per minute with one API key.
+    pub reads_per_key_per_minute: u32,
+    /// Subscribe-time role checks (STS) running at once.
+    pub max_concurrent_role_checks: u32,
+    /// Header with the client address behind a load balancer; empty: the peer address.
+    pub client_address_header: String,
+}
+
+impl ApiSettings {
+    /// The request limits.
+    #[must_use]
+    pub fn limits(&self) -> crate::subscriptions::api::limits::LimitSettings {
+        crate::subscriptions::api::limits::LimitSettings {
+            writes_per_client_per_minute: self.writes_per_client_per_minute,
+            writes_per_minute: self.writes_per_minute,
+            reads_per_key_per_minute: self.reads_per_key_per_minute,
+            max_concurrent_role_checks: self.max_concurrent_role_checks,
+            client_address_header: self.client_address_header.clone(),
+        }
+    }
+}
+
+fn validate_api(api: &ApiSettings) -> Result<(), SettingsError> {
+    for (key, value) in [
+        (
+            "api.writes_per_client_per_minute",
+            api.writes_per_client_per_minute,
+        ),
+        ("api.writes_per_minute", api.writes_per_minute),
+        ("api.reads_per_key_per_minute", api.reads_per_key_per_minute),
+    ] {
+        in_range(key, u64::from(value), 1, 1_000_000)?;
+    }
+    in_range(
+        "api.max_concurrent_role_checks",
+        u64::from(api.max_concurrent_role_checks),
+        1,
+        256,
+    )?;
+    let header = api.client_address_header.trim();
+    if !header.is_empty() && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+        return Err(SettingsError::Invalid {
+            key: "api.client_address_header",
+            detail: format!("must be an HTTP header name, got {header:?}"),
+        });
+    }
+    Ok(())
 }
 
 /// The `[admin]` settings.
@@ -86,6 +138,11 @@ pub struct SubscriptionSettings {
     /// The data key for keys at rest; printed as whether it is set.
     #[serde(serialize_with = "redacted")]
     pub encryption_key: Option<SecretString>,
+    /// Keys of before a rotation, still tried for reading; printed as how many there are.
+    #[serde(serialize_with = "redacted_list")]
+    pub previous_encryption_keys: Vec<SecretString>,
+    /// Whether `run` and `serve-api` may start without `encryption_key` (keys in clear).
+    pub allow_plaintext_keys: bool,
     /// How long a worker trusts a looked-up subscription (or its absence).
     pub cache_ttl_seconds: u64,
     /// Assume the role before saving a subscription.
@@ -101,10 +158,39 @@ impl SubscriptionSettings {
     /// Never: the key was checked when the settings were loaded.
     #[must_use]
     pub fn sealer(&self) -> Sealer {
-        self.encryption_key
+        let current = self
+            .encryption_key
             .as_ref()
             .and_then(|k| Sealer::from_base64(k).ok())
-            .unwrap_or_else(Sealer::plain)
+            .unwrap_or_else(Sealer::plain);
+        current
+            .clone()
+            .with_previous(&self.previous_encryption_keys)
+            .unwrap_or(current)
+    }
+
+    /// Whether keys may be written to the store: sealed, or in clear because an operator said
+    /// so. `run` and `serve-api` call this before they start.
+    ///
+    /// # Errors
+    /// A message naming both settings and how to make a key, when there is no key and
+    /// `allow_plaintext_keys` is off.
+    pub fn require_sealed(&self) -> Result<(), String> {
+        if self.encryption_key.is_some() {
+            return Ok(());
+        }
+        if self.allow_plaintext_keys {
+            tracing::warn!(
+                "subscriptions.encryption_key is empty and subscriptions.allow_plaintext_keys = true: \
+                 customers' API and app keys are stored in clear"
+            );
+            return Ok(());
+        }
+        Err("subscriptions.encryption_key is empty: customers' API and app keys would be stored \
+             in clear. Set it to 32 random bytes in base64 (make one with `openssl rand -base64 32`; \
+             pass it as CTC__SUBSCRIPTIONS__ENCRYPTION_KEY), or set \
+             subscriptions.allow_plaintext_keys = true to store keys in clear deliberately"
+            .to_owned())
     }
 }
 
@@ -113,9 +199,15 @@ impl SubscriptionSettings {
 struct RawSubscriptions {
     store: String,
     encryption_key: String,
+    previous_encryption_keys: Vec<String>,
+    allow_plaintext_keys: bool,
     cache_ttl_seconds: u64,
     verify_role: bool,
     checkpoint_ttl_seconds: u64,
+}
+
+fn redacted_list<S: serde::Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("[{} redacted]", v.len()))
 }
 
 fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -242,6 +334,7 @@ fn validate(raw: Raw) -> Result<Settings, SettingsError> {
         16,
         65_536,
     )?;
+    validate_api(&raw.api)?;
     non_empty_items("filter.event_types", &raw.filter.event_types, false)?;
     non_empty_items("filter.read_prefixes", &raw.filter.read_prefixes, true)?;
     non_empty_items("filter.noise", &raw.filter.noise, true)?;
@@ -381,6 +474,13 @@ fn validate_subscriptions(raw: RawSubscriptions) -> Result<SubscriptionSettings,
             detail: e.to_string().replace("subscriptions.encryption_key ", ""),
         })?;
     }
+    let previous_encryption_keys = previous_keys(raw.previous_encryption_keys)?;
+    if encryption_key.is_none() && !previous_encryption_keys.is_empty() {
+        return Err(SettingsError::Invalid {
+            key: "subscriptions.previous_encryption_keys",
+            detail: "needs subscriptions.encryption_key (the key values are re-sealed with)".into(),
+        });
+    }
     in_range(
         "subscriptions.cache_ttl_seconds",
         raw.cache_ttl_seconds,
@@ -396,10 +496,31 @@ fn validate_subscriptions(raw: RawSubscriptions) -> Result<SubscriptionSettings,
     Ok(SubscriptionSettings {
         store,
         encryption_key,
+        previous_encryption_keys,
+        allow_plaintext_keys: raw.allow_plaintext_keys,
         cache_ttl_seconds: raw.cache_ttl_seconds,
         verify_role: raw.verify_role,
         checkpoint_ttl_seconds: raw.checkpoint_ttl_seconds,
     })
+}
+
+/// Each previous key checked like the current one; the error says which position is bad.
+fn previous_keys(raw: Vec<String>) -> Result<Vec<SecretString>, SettingsError> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let key = SecretString::from(key);
+            Sealer::from_base64(&key)
+                .map(|_| key)
+                .map_err(|_| SettingsError::Invalid {
+                    key: "subscriptions.previous_encryption_keys",
+                    detail: format!(
+                        "key {} must be 32 bytes in base64 (make one with `openssl rand -base64 32`)",
+                        i + 1
+                    ),
+                })
+        })
+        .collect()
 }
 
 fn in_range(key: &'static str, value: u64, lo: u64, hi: u64) -> Result<(), SettingsError> {

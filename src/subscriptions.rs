@@ -6,13 +6,14 @@
 //! line or `Debug` output, and the API shows only their last four characters.
 //!
 //! - [`validate`]: the API's request bodies, parsed into checked types. Pure.
-//! - [`seal`]: AES-256-GCM for keys at rest.
+//! - [`seal`]: AES-256-GCM for keys at rest; [`rekey`] re-seals every row after a rotation.
 //! - [`store`]: the storage contract; [`sqlite`] (one node) and [`dynamodb`] (a fleet) fulfil it.
 //! - [`cache`]: the workers' lookup with a short TTL and negative caching.
 
 pub mod api;
 pub mod cache;
 pub mod dynamodb;
+pub mod rekey;
 pub mod seal;
 pub mod sqlite;
 pub mod store;
@@ -25,7 +26,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 pub use store::{
-    Checkpoints, Put, Row, Rows, Store, StoreError, Tombstone, Tombstones,
+    Checkpoints, Put, Row, Rows, SealedKeys, Store, StoreError, Tombstone, Tombstones,
     TOMBSTONE_RETENTION_SECONDS,
 };
 use validate::SubscribeRequest;
@@ -71,6 +72,18 @@ impl std::fmt::Display for StoreSpec {
     }
 }
 
+/// Who holds a bucket, from one API key's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    Nobody,
+    /// The same API key.
+    This,
+    /// Another key, not proven: a proven subscribe takes the bucket over.
+    OtherPending,
+    /// Another key, proven: only that key may change or remove it.
+    OtherVerified,
+}
+
 /// A subscription with its keys opened.
 #[derive(Clone)]
 pub struct Subscription {
@@ -78,6 +91,10 @@ pub struct Subscription {
     pub bucket_region: String,
     pub iam_role_arn: String,
     pub iam_role_external_id: String,
+    /// The account that owns the bucket (sent as `ExpectedBucketOwner` on every GetObject).
+    pub bucket_owner: String,
+    /// Not yet proven (see [`Row::pending`]).
+    pub pending: bool,
     pub api_key: SecretString,
     pub app_key: SecretString,
     /// Unix seconds.
@@ -108,6 +125,12 @@ pub struct Redacted {
     pub bucket_region: String,
     pub iam_role_arn: String,
     pub iam_role_external_id: String,
+    pub bucket_account_id: String,
+    /// `verified` or `pending`.
+    pub state: &'static str,
+    /// For a pending subscription: how to verify it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<&'static str>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -123,11 +146,20 @@ impl Subscription {
             bucket_region: self.bucket_region.clone(),
             iam_role_arn: self.iam_role_arn.clone(),
             iam_role_external_id: self.iam_role_external_id.clone(),
+            bucket_account_id: self.bucket_owner.clone(),
+            state: if self.pending { "pending" } else { "verified" },
+            verify: self.pending.then_some(VERIFY_HINT),
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
         }
     }
 }
+
+/// What a pending subscription's answers say to do.
+pub const VERIFY_HINT: &str = "POST the same request again with \"sample_key\": the key of an \
+     existing log file of the bucket; the role reads it to prove the bucket is yours. It is also \
+     verified by the first log file we deliver. Until then another apiKey that proves it owns \
+     the bucket takes the subscription over";
 
 /// `****` and the last 4 characters; only `****` for keys too short to spare 4.
 #[must_use]
@@ -201,6 +233,23 @@ impl Rows for AnyStore {
         match self {
             Self::Sqlite(s) => s.remove(bucket).await,
             Self::DynamoDb(s) => s.remove(bucket).await,
+        }
+    }
+    async fn reseal(
+        &self,
+        bucket: &str,
+        old: &SealedKeys,
+        new: &SealedKeys,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.reseal(bucket, old, new).await,
+            Self::DynamoDb(s) => s.reseal(bucket, old, new).await,
+        }
+    }
+    async fn mark_verified(&self, bucket: &str, owner: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.mark_verified(bucket, owner).await,
+            Self::DynamoDb(s) => s.mark_verified(bucket, owner).await,
         }
     }
     async fn list(&self, owner: Option<&str>) -> Result<Vec<Row>, StoreError> {
@@ -320,13 +369,29 @@ impl Subscriptions {
         &self.store
     }
 
-    /// Creates or updates the subscription of the request's bucket, at `now` (unix seconds).
+    /// Creates or updates the subscription of the request's bucket, at `now` (unix seconds),
+    /// pending (nothing proves the role reads the bucket yet); see [`Self::subscribe_proven`].
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when another API key holds the bucket.
     pub async fn subscribe(
         &self,
         request: &SubscribeRequest,
+        now: i64,
+    ) -> Result<(Put, Subscription), StoreError> {
+        self.subscribe_proven(request, false, now).await
+    }
+
+    /// Like [`Self::subscribe`]; `proven` when the role has just read an object of the bucket
+    /// (the sample key): the row is verified, and replaces another key's pending row.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when another API key holds the bucket verified, or pending while
+    /// this request is not proven.
+    pub async fn subscribe_proven(
+        &self,
+        request: &SubscribeRequest,
+        proven: bool,
         now: i64,
     ) -> Result<(Put, Subscription), StoreError> {
         let bucket = request.bucket_name.as_str();
@@ -338,6 +403,8 @@ impl Subscriptions {
             api_key: self.sealer.seal(bucket, &request.api_key),
             app_key: self.sealer.seal(bucket, &request.app_key),
             owner: fingerprint(&request.api_key),
+            bucket_owner: request.bucket_owner(),
+            pending: !proven,
             created_at: now,
             updated_at: now,
         };
@@ -350,10 +417,11 @@ impl Subscriptions {
         // An update keeps the stored creation time: read it back for the reply, and only from
         // our own row (it may have changed hands since the put; never show another's).
         let saved = match put {
-            Put::Created => row,
+            Put::Created | Put::TookOver => row,
             Put::Updated => match self.store.get(bucket).await? {
                 Some(stored) if stored.owner == row.owner => Row {
                     created_at: stored.created_at,
+                    pending: stored.pending,
                     ..row
                 },
                 _ => row,
@@ -362,21 +430,32 @@ impl Subscriptions {
         Ok((put, self.open_row(saved)?))
     }
 
-    /// Whether `bucket` is subscribed with an API key other than `api_key`.
+    /// Who holds `bucket`, seen from `api_key`.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the store cannot be reached.
-    pub async fn owned_by_other(
-        &self,
-        bucket: &str,
-        api_key: &SecretString,
-    ) -> Result<bool, StoreError> {
+    pub async fn holder(&self, bucket: &str, api_key: &SecretString) -> Result<Holder, StoreError> {
         let owner = fingerprint(api_key);
-        Ok(self
-            .store
-            .get(bucket)
-            .await?
-            .is_some_and(|row| row.owner != owner))
+        Ok(match self.store.get(bucket).await? {
+            None => Holder::Nobody,
+            Some(row) if row.owner == owner => Holder::This,
+            Some(row) if row.pending => Holder::OtherPending,
+            Some(_) => Holder::OtherVerified,
+        })
+    }
+
+    /// Marks `subscription` verified (the daemon delivered one of its bucket's objects with its
+    /// role); `true` when it was pending. Only its own key's row is touched.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the store cannot be reached.
+    pub async fn mark_verified(&self, subscription: &Subscription) -> Result<bool, StoreError> {
+        self.store
+            .mark_verified(
+                &subscription.bucket_name,
+                &fingerprint(&subscription.api_key),
+            )
+            .await
     }
 
     /// Removes the subscription of `bucket` if `api_key` owns it; `false` otherwise. A removal
@@ -493,7 +572,14 @@ impl Subscriptions {
         };
         let api_key = open(&row.api_key, "apiKey")?;
         let app_key = open(&row.app_key, "appKey")?;
+        let bucket_owner = if row.bucket_owner.is_empty() {
+            validate::role_account(&row.iam_role_arn).to_owned()
+        } else {
+            row.bucket_owner
+        };
         Ok(Subscription {
+            bucket_owner,
+            pending: row.pending,
             api_key,
             app_key,
             bucket_name: row.bucket_name,

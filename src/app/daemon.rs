@@ -49,6 +49,10 @@ impl Daemon {
                 "sqs.queue_url is required by `run` (set it in the config file or CTC__SQS__QUEUE_URL)".into(),
             ));
         }
+        settings
+            .subscriptions
+            .require_sealed()
+            .map_err(AppError::Usage)?;
         let metrics = crate::metrics::install().map_err(AppError::Usage)?;
         // Every documented series exists from the first scrape, so `increase()` sees event one.
         crate::metrics::register_all();
@@ -70,6 +74,7 @@ impl Daemon {
                     .verify_role
                     .then(|| Arc::clone(&roles)),
                 lookup: Some(Arc::clone(&lookup)),
+                limits: api::limits::Limits::new(&settings.api.limits()),
             });
             Some(Server::bind(settings.api.listen, api::router(state)).await?)
         } else {

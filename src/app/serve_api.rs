@@ -44,6 +44,7 @@ impl Parts {
                 .verify_role
                 .then(|| Arc::new(Roles::new(&self.aws))),
             lookup: None,
+            limits: api::limits::Limits::new(&settings.api.limits()),
         })
     }
 }
@@ -53,6 +54,10 @@ impl Parts {
 /// # Errors
 /// When the store cannot be opened or the address cannot be bound.
 pub async fn serve_api(settings: &Settings) -> Result<(), AppError> {
+    settings
+        .subscriptions
+        .require_sealed()
+        .map_err(AppError::Usage)?;
     let parts = Parts::open(settings).await?;
     let server = Server::bind(settings.api.listen, api::router(parts.api_state(settings))).await?;
     tracing::info!(address = %server.local_addr()?, store = %settings.subscriptions.store, "subscription API listening");

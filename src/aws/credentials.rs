@@ -135,6 +135,7 @@ impl Roles {
         region: &str,
         bucket: &str,
         key: &str,
+        expected_owner: &str,
     ) -> Result<crate::aws::diagnose::SampleRead, CredentialsError> {
         use crate::aws::diagnose::SampleRead;
         let s3 = self.s3_client(role, external_id, region).await?;
@@ -142,6 +143,7 @@ impl Roles {
             .get_object()
             .bucket(bucket)
             .key(key)
+            .expected_bucket_owner(expected_owner)
             .range("bytes=0-0")
             .send()
             .await;

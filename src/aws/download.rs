@@ -53,13 +53,16 @@ impl Read for Spool {
 }
 
 /// Fetches `object` with `s3`. Objects up to `memory_bytes` stay in memory; larger ones go to
-/// a temporary file that disappears when the spool is dropped.
+/// a temporary file that disappears when the spool is dropped. `expected_owner` (the
+/// subscription's bucket account) goes as `ExpectedBucketOwner`: S3 answers 403 when another
+/// account owns the bucket, so a role that can read someone else's bucket cannot make us read it.
 ///
 /// # Errors
 /// [`DownloadError`] saying whether to retry or give up.
 pub async fn fetch(
     s3: &aws_sdk_s3::Client,
     object: &ObjectRef,
+    expected_owner: &str,
     memory_bytes: u64,
     max_bytes: u64,
 ) -> Result<(Spool, u64), DownloadError> {
@@ -72,6 +75,7 @@ pub async fn fetch(
         .get_object()
         .bucket(&object.bucket)
         .key(&object.key)
+        .expected_bucket_owner(expected_owner)
         .send()
         .await
         .map_err(|e| classify(object, &e))?;

@@ -1,4 +1,4 @@
-//! `subscriptions list|show|remove|init-table`: the on-call side of the subscription store.
+//! `subscriptions list|show|remove|rekey|init-table`: the on-call side of the subscription store.
 
 use super::CommandError;
 use crate::aws::credentials;
@@ -20,6 +20,7 @@ pub async fn run(
         SubscriptionsCommand::List => list(settings, out).await.map(|()| true)?,
         SubscriptionsCommand::Show { bucket } => show(settings, &bucket, out).await?,
         SubscriptionsCommand::Remove { bucket } => remove(settings, &bucket).await?,
+        SubscriptionsCommand::Rekey => return rekey(settings, out).await,
         SubscriptionsCommand::InitTable => {
             let created = init_table(settings).await?;
             let what = if created {
@@ -63,8 +64,15 @@ pub async fn list(settings: &Settings, out: &mut dyn Write) -> Result<(), Comman
         let r = s.redacted();
         writeln!(
             out,
-            "{}\t{}\t{}\tapiKey={}\tappKey={}\tupdated={}",
-            r.bucket_name, r.bucket_region, r.iam_role_arn, r.api_key, r.app_key, r.updated_at
+            "{}\t{}\t{}\tapiKey={}\tappKey={}\tupdated={}\tstate={}\tbucket_account={}",
+            r.bucket_name,
+            r.bucket_region,
+            r.iam_role_arn,
+            r.api_key,
+            r.app_key,
+            r.updated_at,
+            r.state,
+            r.bucket_account_id
         )?;
     }
     if subs.is_empty() {
@@ -123,6 +131,30 @@ pub async fn remove(settings: &Settings, bucket: &str) -> Result<bool, CommandEr
         tracing::info!(bucket, "subscription removed by on-call");
     }
     Ok(removed)
+}
+
+/// `subscriptions rekey`: `false` when some rows could not be opened (listed on stderr).
+///
+/// # Errors
+/// [`CommandError::Usage`] without `subscriptions.encryption_key`; the store error otherwise.
+pub async fn rekey(settings: &Settings, out: &mut dyn Write) -> Result<bool, CommandError> {
+    if settings.subscriptions.encryption_key.is_none() {
+        return Err(CommandError::Usage(
+            "subscriptions rekey needs subscriptions.encryption_key (the key to re-seal with; \
+             keep the old one in subscriptions.previous_encryption_keys until rekey is done)"
+                .into(),
+        ));
+    }
+    let done = store_only(settings).await?.rekey().await?;
+    writeln!(
+        out,
+        "re-sealed {} subscriptions with subscriptions.encryption_key ({} removed meanwhile)",
+        done.resealed, done.gone
+    )?;
+    for (bucket, why) in &done.unreadable {
+        eprintln!("{bucket}: not re-sealed: {why}");
+    }
+    Ok(done.unreadable.is_empty())
 }
 
 /// `subscriptions init-table`: `true` if the table was created, `false` if it existed.

@@ -47,13 +47,18 @@ fn spans<'a>(text: &'a str, marker: &str, end: &str, limit: usize) -> Vec<&'a st
         .collect()
 }
 
-/// `"label" => "value"` pairs of the metric macros.
+/// `"label" => "value"` pairs inside the metric macros (`counter!(…)`, `gauge!(…)`,
+/// `histogram!(…)`); the same shape elsewhere (a `match` on a string) is not a label.
 fn label_literals(text: &str) -> Vec<(&str, &str)> {
-    text.match_indices("\" => \"")
-        .filter_map(|(i, _)| {
-            let label = text[..i].rsplit('"').next()?;
-            let value = text[i + 6..].split('"').next()?;
-            Some((label, value))
+    ["counter!(", "gauge!(", "histogram!("]
+        .into_iter()
+        .flat_map(|marker| spans(text, marker, ")", 400))
+        .flat_map(|span| {
+            span.match_indices("\" => \"").filter_map(move |(i, _)| {
+                let label = span[..i].rsplit('"').next()?;
+                let value = span[i + 6..].split('"').next()?;
+                Some((label, value))
+            })
         })
         .collect()
 }

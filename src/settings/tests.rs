@@ -134,3 +134,87 @@ fn tempfile_in_target(name: &str) -> (std::path::PathBuf, std::fs::File) {
     let file = std::fs::File::create(&path).expect("create");
     (path, file)
 }
+
+const DATA_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const OLD_KEY: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
+
+#[test]
+fn without_an_encryption_key_keys_may_only_be_stored_when_plaintext_is_allowed() {
+    let refused = load_with_env(None, env(&[]))
+        .expect("loads")
+        .subscriptions
+        .require_sealed()
+        .expect_err("no key, no permission");
+    for named in [
+        "subscriptions.encryption_key",
+        "subscriptions.allow_plaintext_keys = true",
+        "openssl rand -base64 32",
+    ] {
+        assert!(refused.contains(named), "{named} in {refused}");
+    }
+    let allowed = load_with_env(
+        None,
+        env(&[("CTC__SUBSCRIPTIONS__ALLOW_PLAINTEXT_KEYS", "true")]),
+    )
+    .expect("loads");
+    assert_eq!(allowed.subscriptions.require_sealed(), Ok(()));
+    let sealed = load_with_env(
+        None,
+        env(&[("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY", DATA_KEY)]),
+    )
+    .expect("loads");
+    assert_eq!(sealed.subscriptions.require_sealed(), Ok(()));
+}
+
+#[test]
+fn previous_encryption_keys_are_a_checked_comma_separated_list_and_never_printed() {
+    let s = load_with_env(
+        None,
+        env(&[
+            ("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY", DATA_KEY),
+            (
+                "CTC__SUBSCRIPTIONS__PREVIOUS_ENCRYPTION_KEYS",
+                &format!("{OLD_KEY},{DATA_KEY}"),
+            ),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(s.subscriptions.previous_encryption_keys.len(), 2);
+    let printed = format!(
+        "{} {:?}",
+        serde_json::to_string(&s.subscriptions).expect("json"),
+        s.subscriptions
+    );
+    assert!(
+        !printed.contains(OLD_KEY) && !printed.contains(DATA_KEY),
+        "{printed}"
+    );
+    assert!(printed.contains("[2 redacted]"), "{printed}");
+
+    let bad = load_with_env(
+        None,
+        env(&[
+            ("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY", DATA_KEY),
+            (
+                "CTC__SUBSCRIPTIONS__PREVIOUS_ENCRYPTION_KEYS",
+                &format!("{OLD_KEY},short"),
+            ),
+        ]),
+    )
+    .expect_err("a bad previous key")
+    .to_string();
+    assert!(
+        bad.contains("subscriptions.previous_encryption_keys") && bad.contains("key 2"),
+        "{bad}"
+    );
+    let without_current = load_with_env(
+        None,
+        env(&[("CTC__SUBSCRIPTIONS__PREVIOUS_ENCRYPTION_KEYS", OLD_KEY)]),
+    )
+    .expect_err("previous keys need a current key")
+    .to_string();
+    assert!(
+        without_current.contains("subscriptions.previous_encryption_keys"),
+        "{without_current}"
+    );
+}

@@ -5,7 +5,7 @@
 
 use super::cache::Lookup;
 use super::validate::{self, Invalid};
-use super::{Put, StoreError, Subscriptions};
+use super::{Holder, Put, StoreError, Subscriptions};
 use crate::aws::credentials::{CredentialsError, Roles};
 use crate::aws::diagnose;
 use axum::body::Bytes;
@@ -19,6 +19,8 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+pub mod limits;
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -29,6 +31,8 @@ pub struct ApiState {
     pub verifier: Option<Arc<Roles>>,
     /// This node's worker cache, told when a subscription changes here.
     pub lookup: Option<Arc<Lookup>>,
+    /// Request limits and the bound on role checks at once.
+    pub limits: limits::Limits,
 }
 
 /// The API's routes.
@@ -51,6 +55,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            limit,
+        ))
         .layer(axum::middleware::from_fn(guard))
         .with_state(state)
 }
@@ -81,6 +89,51 @@ pub async fn guard(request: axum::extract::Request, next: axum::middleware::Next
     }
 }
 
+/// Applies the request limits before anything else is done: POST and DELETE per client and in
+/// total, GET per API key; 429 with `Retry-After` (whole seconds, rounded up) when over.
+async fn limit(
+    State(state): State<Arc<ApiState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    let now = std::time::Instant::now();
+    let verdict = match *request.method() {
+        Method::POST | Method::DELETE => {
+            let peer = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0);
+            let client = state.limits.client(request.headers(), peer);
+            state.limits.write(&client, now)
+        }
+        Method::GET => match bearer(request.headers()) {
+            Some(key) => state.limits.read(&super::fingerprint(&key), now),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    };
+    match verdict {
+        Ok(()) => next.run(request).await,
+        Err(refused) => {
+            metrics::counter!(crate::metrics::API_THROTTLED, "limit" => refused.limit).increment(1);
+            let seconds =
+                refused.retry_after.as_secs() + u64::from(refused.retry_after.subsec_nanos() > 0);
+            let what = match refused.limit {
+                "client" => "requests from your address",
+                "total" => "requests to this API",
+                _ => "requests with this apiKey",
+            };
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, seconds.max(1).to_string())],
+                Json(json!({ "error": format!("too many {what}; retry after {} s", seconds.max(1)) })),
+            )
+                .into_response()
+        }
+    }
+}
+
 async fn subscribe(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
@@ -99,31 +152,39 @@ async fn subscribe(
         Err(invalid) => return bad_request(&invalid),
     };
     let bucket = request.bucket_name.as_str();
-    // Refuse another owner's bucket before spending an STS call on it.
-    match state
-        .subscriptions
-        .owned_by_other(bucket, &request.api_key)
-        .await
-    {
-        Ok(false) => {}
-        Ok(true) => return conflict(bucket),
+    // Refuse another owner's bucket before spending an STS call on it: a verified one always,
+    // a pending one unless this request can prove ownership with a sample read.
+    let can_prove = sample_key.is_some() && state.verifier.is_some();
+    match state.subscriptions.holder(bucket, &request.api_key).await {
+        Ok(Holder::Nobody | Holder::This) => {}
+        Ok(Holder::OtherPending) if can_prove => {}
+        Ok(Holder::OtherPending) => return conflict_pending(bucket),
+        Ok(Holder::OtherVerified) => return conflict(bucket),
         Err(e) => return store_error(&e),
     }
     if let Some(roles) = &state.verifier {
+        // Bounded: a flood waits here (up to the request timeout) instead of reaching STS.
+        let Ok(_permit) = state.limits.role_checks.acquire().await else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down; try again");
+        };
         if let Err(r) = check_role(roles, &request, sample_key.as_deref()).await {
             return *r;
         }
     }
-    match state.subscriptions.subscribe(&request, unix_now()).await {
+    match state
+        .subscriptions
+        .subscribe_proven(&request, can_prove, unix_now())
+        .await
+    {
         Ok((put, subscription)) => {
             if let Some(lookup) = &state.lookup {
                 lookup.forget(bucket);
             }
             let status = match put {
-                Put::Created => StatusCode::CREATED,
+                Put::Created | Put::TookOver => StatusCode::CREATED,
                 Put::Updated => StatusCode::OK,
             };
-            tracing::info!(bucket, outcome = ?put, "subscription saved");
+            tracing::info!(bucket, outcome = ?put, pending = subscription.pending, "subscription saved");
             (status, Json(subscription.redacted())).into_response()
         }
         Err(StoreError::Conflict { .. }) => conflict(bucket),
@@ -261,7 +322,16 @@ fn bad_request(invalid: &Invalid) -> Response {
 fn conflict(bucket: &str) -> Response {
     error(
         StatusCode::CONFLICT,
-        &format!("bucket {bucket} is already subscribed with another apiKey; unsubscribe it with that key first"),
+        &format!("bucket {bucket} is already subscribed and verified with another apiKey; only that key can change or remove it"),
+    )
+}
+
+fn conflict_pending(bucket: &str) -> Response {
+    error(
+        StatusCode::CONFLICT,
+        &format!("bucket {bucket} is held by another apiKey's pending (unverified) subscription; \
+                  to take it over, prove the bucket is yours: POST again with \"sample_key\", the key \
+                  of an existing log file of the bucket, which your role reads"),
     )
 }
 
@@ -304,19 +374,32 @@ async fn check_role(
         return Ok(());
     };
     let region = request.bucket_region.as_str();
+    let owner = request.bucket_owner();
     let read = roles
-        .read_sample(role, external_id, region, bucket, key)
+        .read_sample(role, external_id, region, bucket, key, &owner)
         .await
         .map_err(|e| refusal(&e))?;
     match diagnose::sample(&read, bucket, key, region) {
         None => Ok(()),
-        Some(sentence) => {
+        Some(mut sentence) => {
             tracing::info!(
                 bucket,
                 ?read,
                 "subscription refused: sample key not readable"
             );
-            let body = json!({ "error": sentence, "cause": format!("{read:?}") });
+            if read == diagnose::SampleRead::Denied {
+                // S3 answers a wrong ExpectedBucketOwner with the same AccessDenied.
+                sentence.push_str(&format!(
+                    "; or the bucket is not owned by account {owner}: we only read a bucket of \
+                     the account that owns it, which is the role's account unless \
+                     bucket_account_id names another"
+                ));
+            }
+            let body = json!({
+                "error": sentence,
+                "cause": format!("{read:?}"),
+                "expected_bucket_owner": owner,
+            });
             Err(Box::new(
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response(),
             ))

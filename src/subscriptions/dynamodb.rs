@@ -19,7 +19,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::store::{
-    Checkpoints, Put, Row, Rows, StoreError, Tombstone, Tombstones, TOMBSTONE_RETENTION_SECONDS,
+    Checkpoints, Put, Row, Rows, SealedKeys, StoreError, Tombstone, Tombstones,
+    TOMBSTONE_RETENTION_SECONDS,
 };
 
 mod items;
@@ -226,18 +227,25 @@ impl DynamoStore {
         }
     }
 
-    /// UpdateItem if `row.owner` owns the item: `false` when it does not (or it is gone).
+    /// UpdateItem if `row.owner` owns the item: `false` when it does not (or it is gone). A
+    /// verified item stays verified: `pending` is only ever set to false here.
     async fn update_owned(&self, row: &Row) -> Result<bool, StoreError> {
-        let result = self
+        let mut set = "SET bucket_region = :bucket_region, iam_role_arn = :iam_role_arn, \
+                 iam_role_external_id = :iam_role_external_id, api_key = :api_key, \
+                 app_key = :app_key, #owner = :owner, updated_at = :updated_at, \
+                 bucket_owner = :bucket_owner"
+            .to_owned();
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("bucket_name", s(&row.bucket_name))
-            .update_expression(
-                "SET bucket_region = :bucket_region, iam_role_arn = :iam_role_arn, \
-                 iam_role_external_id = :iam_role_external_id, api_key = :api_key, \
-                 app_key = :app_key, #owner = :owner, updated_at = :updated_at",
-            )
+            .key("bucket_name", s(&row.bucket_name));
+        if !row.pending {
+            set.push_str(", pending = :verified");
+            request = request.expression_attribute_values(":verified", AttributeValue::Bool(false));
+        }
+        let result = request
+            .update_expression(set)
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":bucket_region", s(&row.bucket_region))
@@ -247,17 +255,42 @@ impl DynamoStore {
             .expression_attribute_values(":app_key", s(&row.app_key))
             .expression_attribute_values(":owner", s(&row.owner))
             .expression_attribute_values(":updated_at", n(row.updated_at))
+            .expression_attribute_values(":bucket_owner", s(&row.bucket_owner))
             .send()
             .await;
+        self.conditional(result, "put")
+    }
+
+    /// PutItem over another owner's pending item (`row` is proven): `false` when the item is
+    /// verified, ours, or gone.
+    async fn take_over(&self, row: &Row) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(row_item(row)))
+            .condition_expression("#owner <> :owner AND pending = :pending")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(&row.owner))
+            .expression_attribute_values(":pending", AttributeValue::Bool(true))
+            .send()
+            .await;
+        self.conditional(result, "put")
+    }
+
+    /// A conditional write's result: `false` when its condition failed.
+    fn conditional<T, E>(
+        &self,
+        result: Result<T, aws_sdk_dynamodb::error::SdkError<E>>,
+        operation: &'static str,
+    ) -> Result<bool, StoreError>
+    where
+        E: std::error::Error + ProvideErrorMetadata + 'static,
+    {
         match result {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(self.unavailable("put", &e)),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(self.unavailable(operation, &e)),
         }
     }
 
@@ -363,6 +396,9 @@ impl Rows for DynamoStore {
             if self.update_owned(row).await? {
                 return Ok(Put::Updated);
             }
+            if !row.pending && self.take_over(row).await? {
+                return Ok(Put::TookOver);
+            }
             // The update's condition failed: another owner, or the item vanished (or changed
             // hands back to us) in between, in which case the create is worth another try.
             match self.get_item(&row.bucket_name, "put").await? {
@@ -415,6 +451,60 @@ impl Rows for DynamoStore {
             }
             Err(e) => Err(self.unavailable("delete_owned", &e)),
         }
+    }
+
+    async fn reseal(
+        &self,
+        bucket: &str,
+        old: &SealedKeys,
+        new: &SealedKeys,
+    ) -> Result<bool, StoreError> {
+        if is_checkpoint_key(bucket) {
+            return Ok(false);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("bucket_name", s(bucket))
+            .update_expression("SET api_key = :new_api, app_key = :new_app")
+            .condition_expression("api_key = :old_api AND app_key = :old_app")
+            .expression_attribute_values(":old_api", s(&old.api_key))
+            .expression_attribute_values(":old_app", s(&old.app_key))
+            .expression_attribute_values(":new_api", s(&new.api_key))
+            .expression_attribute_values(":new_app", s(&new.app_key))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.unavailable("reseal", &e)),
+        }
+    }
+
+    async fn mark_verified(&self, bucket: &str, owner: &str) -> Result<bool, StoreError> {
+        if is_checkpoint_key(bucket) {
+            return Ok(false);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("bucket_name", s(bucket))
+            .update_expression("SET pending = :verified")
+            .condition_expression("#owner = :owner AND pending = :pending")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":pending", AttributeValue::Bool(true))
+            .expression_attribute_values(":verified", AttributeValue::Bool(false))
+            .send()
+            .await;
+        self.conditional(result, "mark_verified")
     }
 
     async fn remove(&self, bucket: &str) -> Result<bool, StoreError> {

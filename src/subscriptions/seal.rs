@@ -2,6 +2,11 @@
 //! and the bucket name as associated data, so a sealed value cannot be moved to another row.
 //! Without a key, values are stored with a `plain:` marker, so a store written before
 //! encryption was turned on stays readable and is re-sealed on the next update.
+//!
+//! Key rotation: a sealer holds the current key (the only one it seals with) and any previous
+//! keys, tried in order when the current one does not open a value. AES-GCM authenticates, so a
+//! wrong key is a clean failure, never garbage. `subscriptions rekey` re-seals every row with
+//! the current key, after which the previous keys can be dropped.
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -17,12 +22,15 @@ const NONCE_BYTES: usize = 12;
 #[derive(Clone)]
 pub struct Sealer {
     cipher: Option<Aes256Gcm>,
+    /// Keys that still open values sealed before a rotation; never used to seal.
+    previous: Vec<Aes256Gcm>,
 }
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sealer")
             .field("encrypting", &self.cipher.is_some())
+            .field("previous_keys", &self.previous.len())
             .finish()
     }
 }
@@ -44,7 +52,10 @@ impl Sealer {
     /// A sealer that stores values in clear (marked, so they can be told apart).
     #[must_use]
     pub fn plain() -> Self {
-        Self { cipher: None }
+        Self {
+            cipher: None,
+            previous: Vec::new(),
+        }
     }
 
     /// A sealer from a base64 32-byte key.
@@ -52,13 +63,21 @@ impl Sealer {
     /// # Errors
     /// [`SealError::BadKey`] when the text is not base64 of exactly 32 bytes.
     pub fn from_base64(key: &SecretString) -> Result<Self, SealError> {
-        let bytes = STANDARD
-            .decode(key.expose_secret().trim())
-            .map_err(|_| SealError::BadKey)?;
-        let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| SealError::BadKey)?;
         Ok(Self {
-            cipher: Some(cipher),
+            cipher: Some(cipher(key)?),
+            previous: Vec::new(),
         })
+    }
+
+    /// This sealer, also opening values sealed with any of `previous` (base64 32-byte keys).
+    ///
+    /// # Errors
+    /// [`SealError::BadKey`] naming the position of a key that is not base64 of 32 bytes.
+    pub fn with_previous(mut self, previous: &[SecretString]) -> Result<Self, SealError> {
+        for key in previous {
+            self.previous.push(cipher(key)?);
+        }
+        Ok(self)
     }
 
     /// Whether values are encrypted.
@@ -98,7 +117,9 @@ impl Sealer {
         let Some(encoded) = stored.strip_prefix(SEALED) else {
             return Err(SealError::Unknown);
         };
-        let cipher = self.cipher.as_ref().ok_or(SealError::NoKey)?;
+        if self.cipher.is_none() && self.previous.is_empty() {
+            return Err(SealError::NoKey);
+        }
         let raw = STANDARD
             .decode(encoded)
             .map_err(|_| SealError::Undecryptable)?;
@@ -107,17 +128,29 @@ impl Sealer {
         }
         let (nonce, sealed) = raw.split_at(NONCE_BYTES);
         let nonce = Nonce::try_from(nonce).map_err(|_| SealError::Undecryptable)?;
-        let payload = Payload {
-            msg: sealed,
-            aad: bucket.as_bytes(),
-        };
-        let clear = cipher
-            .decrypt(&nonce, payload)
-            .map_err(|_| SealError::Undecryptable)?;
+        let clear = self
+            .cipher
+            .iter()
+            .chain(&self.previous)
+            .find_map(|cipher| {
+                let payload = Payload {
+                    msg: sealed,
+                    aad: bucket.as_bytes(),
+                };
+                cipher.decrypt(&nonce, payload).ok()
+            })
+            .ok_or(SealError::Undecryptable)?;
         String::from_utf8(clear)
             .map(SecretString::from)
             .map_err(|_| SealError::Undecryptable)
     }
+}
+
+fn cipher(key: &SecretString) -> Result<Aes256Gcm, SealError> {
+    let bytes = STANDARD
+        .decode(key.expose_secret().trim())
+        .map_err(|_| SealError::BadKey)?;
+    Aes256Gcm::new_from_slice(&bytes).map_err(|_| SealError::BadKey)
 }
 
 #[cfg(test)]
@@ -197,6 +230,46 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_the_key() {
-        assert_eq!(format!("{:?}", sealer()), "Sealer { encrypting: true }");
+        assert_eq!(
+            format!("{:?}", sealer()),
+            "Sealer { encrypting: true, previous_keys: 0 }"
+        );
+    }
+
+    const NEXT: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
+
+    #[test]
+    fn after_a_rotation_values_of_the_previous_key_still_open_and_new_ones_use_the_new_key() {
+        let old = sealer().seal("b", &SecretString::from("old-value"));
+        let rotated = Sealer::from_base64(&SecretString::from(NEXT))
+            .and_then(|s| s.with_previous(&[SecretString::from(KEY)]))
+            .expect("keys");
+        assert_eq!(
+            rotated.open("b", &old).expect("opens").expose_secret(),
+            "old-value"
+        );
+        let new = rotated.seal("b", &SecretString::from("new-value"));
+        // Sealed with the current key only: the previous key alone cannot open it.
+        assert_eq!(
+            sealer().open("b", &new).err(),
+            Some(SealError::Undecryptable)
+        );
+        let only_new = Sealer::from_base64(&SecretString::from(NEXT)).expect("key");
+        assert_eq!(
+            only_new.open("b", &new).expect("opens").expose_secret(),
+            "new-value"
+        );
+        assert_eq!(
+            only_new.open("b", &old).err(),
+            Some(SealError::Undecryptable)
+        );
+    }
+
+    #[test]
+    fn a_bad_previous_key_is_refused() {
+        assert_eq!(
+            sealer().with_previous(&[SecretString::from("short")]).err(),
+            Some(SealError::BadKey)
+        );
     }
 }

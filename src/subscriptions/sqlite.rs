@@ -14,13 +14,14 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::store::{
-    Checkpoints, Put, Row, Rows, StoreError, Tombstone, Tombstones, TOMBSTONE_RETENTION_SECONDS,
+    Checkpoints, Put, Row, Rows, SealedKeys, StoreError, Tombstone, Tombstones,
+    TOMBSTONE_RETENTION_SECONDS,
 };
 
 const BACKEND: &str = "sqlite";
-/// The `PRAGMA user_version` this build writes and understands. Version 1 (no tombstones) is
-/// upgraded on open.
-const SCHEMA_VERSION: i64 = 2;
+/// The `PRAGMA user_version` this build writes and understands. Versions 1 (no tombstones) and
+/// 2 (no bucket owner) are upgraded on open.
+const SCHEMA_VERSION: i64 = 3;
 /// How long a writer waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Expired checkpoints are purged on one `save_checkpoint` in this many.
@@ -55,8 +56,14 @@ CREATE TABLE IF NOT EXISTS tombstones (
     expires_at INTEGER NOT NULL
 );";
 
+/// Version 3: the account that owns the bucket ('' in older rows: the role's account), and
+/// whether the row is still pending (older rows worked before: verified).
+const SCHEMA_V3: &str = "
+ALTER TABLE subscriptions ADD COLUMN bucket_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE subscriptions ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;";
+
 const SELECT_ROWS: &str = "SELECT bucket_name, bucket_region, iam_role_arn, iam_role_external_id, \
-     api_key, app_key, owner, created_at, updated_at FROM subscriptions";
+     api_key, app_key, owner, created_at, updated_at, bucket_owner, pending FROM subscriptions";
 
 /// A [`Store`] in one SQLite file (WAL mode). Cheap to clone: clones share one connection.
 #[derive(Clone)]
@@ -179,13 +186,14 @@ fn migrate(conn: &mut Connection) -> Result<(), Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     match version {
-        0 => {
-            tx.execute_batch(SCHEMA)?;
-            tx.execute_batch(SCHEMA_V2)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        }
-        1 => {
-            tx.execute_batch(SCHEMA_V2)?;
+        0..=2 => {
+            if version == 0 {
+                tx.execute_batch(SCHEMA)?;
+            }
+            if version <= 1 {
+                tx.execute_batch(SCHEMA_V2)?;
+            }
+            tx.execute_batch(SCHEMA_V3)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         SCHEMA_VERSION => {}
@@ -261,6 +269,8 @@ fn read_row(row: &rusqlite::Row<'_>) -> Result<Row, Fail> {
             owner: text(row, 6, "owner")?,
             created_at: integer(row, 7, "created_at")?,
             updated_at: integer(row, 8, "updated_at")?,
+            bucket_owner: text(row, 9, "bucket_owner")?,
+            pending: integer(row, 10, "pending")? != 0,
         })
     };
     fields().map_err(|detail| {
@@ -273,17 +283,17 @@ fn put_row(conn: &mut Connection, row: &Row) -> Result<Put, Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let stored = tx
         .query_row(
-            "SELECT owner FROM subscriptions WHERE bucket_name = ?1",
+            "SELECT owner, pending FROM subscriptions WHERE bucket_name = ?1",
             [&row.bucket_name],
-            |r| Ok(text(r, 0, "owner")),
+            |r| Ok(text(r, 0, "owner").and_then(|o| Ok((o, integer(r, 1, "pending")? != 0)))),
         )
         .optional()?;
     let put = match stored {
         None => {
             tx.execute(
                 "INSERT INTO subscriptions (bucket_name, bucket_region, iam_role_arn, \
-                 iam_role_external_id, api_key, app_key, owner, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 iam_role_external_id, api_key, app_key, owner, created_at, updated_at, \
+                 bucket_owner, pending) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     row.bucket_name,
                     row.bucket_region,
@@ -294,13 +304,23 @@ fn put_row(conn: &mut Connection, row: &Row) -> Result<Put, Fail> {
                     row.owner,
                     row.created_at,
                     row.updated_at,
+                    row.bucket_owner,
+                    row.pending,
                 ],
             )?;
             Put::Created
         }
-        Some(Ok(owner)) if owner == row.owner => {
-            update_row(&tx, row)?;
+        Some(Ok((owner, pending))) if owner == row.owner => {
+            update_row(&tx, row, pending && row.pending)?;
             Put::Updated
+        }
+        Some(Ok((_, true))) if !row.pending => {
+            update_row(&tx, row, false)?;
+            tx.execute(
+                "UPDATE subscriptions SET created_at = ?2 WHERE bucket_name = ?1",
+                params![row.bucket_name, row.created_at],
+            )?;
+            Put::TookOver
         }
         // Returning drops `tx`, which rolls it back.
         Some(Ok(_)) => {
@@ -319,11 +339,11 @@ fn put_row(conn: &mut Connection, row: &Row) -> Result<Put, Fail> {
     Ok(put)
 }
 
-fn update_row(tx: &rusqlite::Transaction<'_>, row: &Row) -> Result<(), Fail> {
+fn update_row(tx: &rusqlite::Transaction<'_>, row: &Row, pending: bool) -> Result<(), Fail> {
     tx.execute(
         "UPDATE subscriptions SET bucket_region = ?2, iam_role_arn = ?3, \
-         iam_role_external_id = ?4, api_key = ?5, app_key = ?6, owner = ?7, updated_at = ?8 \
-         WHERE bucket_name = ?1",
+         iam_role_external_id = ?4, api_key = ?5, app_key = ?6, owner = ?7, updated_at = ?8, \
+         bucket_owner = ?9, pending = ?10 WHERE bucket_name = ?1",
         params![
             row.bucket_name,
             row.bucket_region,
@@ -333,6 +353,8 @@ fn update_row(tx: &rusqlite::Transaction<'_>, row: &Row) -> Result<(), Fail> {
             row.app_key,
             row.owner,
             row.updated_at,
+            row.bucket_owner,
+            pending,
         ],
     )?;
     Ok(())
@@ -518,6 +540,37 @@ impl Rows for SqliteStore {
         self.run("remove", move |conn, _| {
             let changed =
                 conn.execute("DELETE FROM subscriptions WHERE bucket_name = ?1", [bucket])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn reseal(
+        &self,
+        bucket: &str,
+        old: &SealedKeys,
+        new: &SealedKeys,
+    ) -> Result<bool, StoreError> {
+        let (bucket, old, new) = (bucket.to_owned(), old.clone(), new.clone());
+        self.run("reseal", move |conn, _| {
+            let changed = conn.execute(
+                "UPDATE subscriptions SET api_key = ?4, app_key = ?5 \
+                 WHERE bucket_name = ?1 AND api_key = ?2 AND app_key = ?3",
+                params![bucket, old.api_key, old.app_key, new.api_key, new.app_key],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn mark_verified(&self, bucket: &str, owner: &str) -> Result<bool, StoreError> {
+        let (bucket, owner) = (bucket.to_owned(), owner.to_owned());
+        self.run("mark_verified", move |conn, _| {
+            let changed = conn.execute(
+                "UPDATE subscriptions SET pending = 0 \
+                 WHERE bucket_name = ?1 AND owner = ?2 AND pending = 1",
+                params![bucket, owner],
+            )?;
             Ok(changed == 1)
         })
         .await

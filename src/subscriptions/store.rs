@@ -19,6 +19,12 @@ pub struct Row {
     pub api_key: String,
     pub app_key: String,
     pub owner: String,
+    /// The 12-digit account that owns the bucket, sent as `ExpectedBucketOwner` on every
+    /// GetObject. Empty in rows written before it was recorded: the role's account then.
+    pub bucket_owner: String,
+    /// Not yet proven: the role has read no object of the bucket (no `sample_key` read, no
+    /// delivered object). A pending row of another owner gives way to a proven one.
+    pub pending: bool,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
@@ -32,7 +38,33 @@ impl std::fmt::Debug for Row {
             .field("bucket_region", &self.bucket_region)
             .field("iam_role_arn", &self.iam_role_arn)
             .field("owner", &self.owner)
+            .field("bucket_owner", &self.bucket_owner)
+            .field("pending", &self.pending)
             .finish_non_exhaustive()
+    }
+}
+
+/// A row's two sealed values, as [`Rows::reseal`] compares and replaces them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedKeys {
+    pub api_key: String,
+    pub app_key: String,
+}
+
+impl std::fmt::Debug for SealedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealedKeys { .. }")
+    }
+}
+
+impl Row {
+    /// The row's sealed values.
+    #[must_use]
+    pub fn sealed_keys(&self) -> SealedKeys {
+        SealedKeys {
+            api_key: self.api_key.clone(),
+            app_key: self.app_key.clone(),
+        }
     }
 }
 
@@ -58,8 +90,12 @@ pub struct Tombstone {
 pub enum Put {
     /// The bucket had no subscription; `created_at` is the row's.
     Created,
-    /// The bucket was subscribed by the same owner; everything but `created_at` was replaced.
+    /// The bucket was subscribed by the same owner; everything but `created_at` was replaced
+    /// (a verified row stays verified).
     Updated,
+    /// The bucket was held by another owner's pending row and `row` is proven (not pending):
+    /// the whole row was replaced.
+    TookOver,
 }
 
 /// Why a store operation failed, grouped by what the caller does.
@@ -84,11 +120,13 @@ pub enum StoreError {
 /// backend (a transaction in SQLite, a conditional write in DynamoDB), so two API nodes racing on
 /// one bucket cannot both win.
 pub trait Rows: Send + Sync {
-    /// Creates the row, or replaces it (keeping `created_at`) when the stored `owner` equals
-    /// `row.owner`.
+    /// Creates the row, or replaces it (keeping `created_at`, and verified if it was) when the
+    /// stored `owner` equals `row.owner`, or replaces it whole when another owner's row is
+    /// pending and `row` is not.
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] when another owner holds the bucket.
+    /// [`StoreError::Conflict`] when another owner holds the bucket verified, or pending while
+    /// `row` is pending too.
     fn put(&self, row: &Row) -> impl Future<Output = Result<Put, StoreError>> + Send;
 
     /// The row of `bucket`, if any.
@@ -104,6 +142,23 @@ pub trait Rows: Send + Sync {
 
     /// Deletes the row of `bucket` whoever owns it (on-call's `subscriptions remove`).
     fn remove(&self, bucket: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Replaces the sealed keys of `bucket` with `new` if they are still `old` (a
+    /// compare-and-swap on both values; nothing else of the row changes). `false` when the row
+    /// is gone or its keys changed meanwhile: a concurrent write wins over a re-seal.
+    fn reseal(
+        &self,
+        bucket: &str,
+        old: &SealedKeys,
+        new: &SealedKeys,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Marks the row of `bucket` verified if `owner` holds it pending; `false` otherwise.
+    fn mark_verified(
+        &self,
+        bucket: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Every row, or those of one owner, ordered by bucket name.
     fn list(

@@ -36,6 +36,8 @@ fn debug_output_of_a_subscription_hides_the_keys() {
         bucket_region: "us-east-1".into(),
         iam_role_arn: "arn:aws:iam::123456789012:role/r".into(),
         iam_role_external_id: "ext".into(),
+        bucket_owner: "123456789012".into(),
+        pending: false,
         api_key: SecretString::from("api-key-secret-value"),
         app_key: SecretString::from("app-key-secret-value"),
         created_at: 0,
@@ -157,4 +159,126 @@ async fn removal_leaves_a_tombstone_and_clears_the_buckets_checkpoints() {
     assert!(!subs.remove("never-logs").await.expect("remove"));
     assert_eq!(subs.tombstone("never-logs").await.expect("read"), None);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+const KEY_OLD: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
+const KEY_NEW: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+fn sealer(current: &str, previous: &[&str]) -> Sealer {
+    let previous: Vec<SecretString> = previous.iter().map(|k| SecretString::from(*k)).collect();
+    Sealer::from_base64(&SecretString::from(current))
+        .and_then(|s| s.with_previous(&previous))
+        .expect("keys")
+}
+
+#[tokio::test]
+async fn rekey_reseals_every_row_and_old_rows_stay_readable_during_the_rotation() {
+    let (plain, dir) = sqlite_subscriptions("rekey");
+    let path = dir.join("subs.db");
+    let open = |s: Sealer| {
+        Subscriptions::new(
+            AnyStore::Sqlite(sqlite::SqliteStore::open(&path).expect("open")),
+            s,
+        )
+    };
+    // Before: two rows under the old key, one written in clear before encryption was on.
+    let before = open(sealer(KEY_OLD, &[]));
+    for (bucket, key) in [
+        ("alpha-logs", "alpha-api-key-0001"),
+        ("beta-logs", "beta-api-key-00002"),
+    ] {
+        before
+            .subscribe(&request(bucket, key), 1)
+            .await
+            .expect("subscribe");
+    }
+    plain
+        .subscribe(&request("gamma-logs", "gamma-api-key-0003"), 1)
+        .await
+        .expect("subscribe");
+
+    // During: the new key with the old one as previous reads every row, and a row written
+    // now is sealed with the new key.
+    let during = open(sealer(KEY_NEW, &[KEY_OLD]));
+    assert_eq!(during.list(None).await.expect("every row opens").len(), 3);
+    during
+        .subscribe(&request("delta-logs", "delta-api-key-0004"), 2)
+        .await
+        .expect("subscribe");
+    let only_new = open(sealer(KEY_NEW, &[]));
+    assert!(
+        only_new.get("alpha-logs").await.is_err(),
+        "not re-sealed yet"
+    );
+
+    let done = during.rekey().await.expect("rekey");
+    assert_eq!(
+        done,
+        rekey::Rekeyed {
+            resealed: 4,
+            gone: 0,
+            unreadable: Vec::new()
+        }
+    );
+
+    // After: the new key alone opens every row, none is in clear, the old key opens none.
+    let rows = only_new
+        .list(None)
+        .await
+        .expect("every row opens with the new key");
+    let keys: Vec<String> = rows
+        .iter()
+        .map(|s| s.api_key.expose_secret().to_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "alpha-api-key-0001",
+            "beta-api-key-00002",
+            "delta-api-key-0004",
+            "gamma-api-key-0003"
+        ]
+    );
+    for row in only_new.store().list(None).await.expect("rows") {
+        assert!(
+            row.api_key.starts_with("v1:") && row.app_key.starts_with("v1:"),
+            "{row:?}"
+        );
+        assert!(open(sealer(KEY_OLD, &[]))
+            .get(&row.bucket_name)
+            .await
+            .is_err());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn rekey_reports_a_row_no_key_opens_and_reseals_the_others() {
+    let (_, dir) = sqlite_subscriptions("rekey-unreadable");
+    let path = dir.join("subs.db");
+    let open = |s: Sealer| {
+        Subscriptions::new(
+            AnyStore::Sqlite(sqlite::SqliteStore::open(&path).expect("open")),
+            s,
+        )
+    };
+    let lost = "TG9zdExvc3RMb3N0TG9zdExvc3RMb3N0TG9zdExvc3Q=";
+    open(sealer(lost, &[]))
+        .subscribe(&request("lost-logs", "lost-api-key-00001"), 1)
+        .await
+        .expect("subscribe");
+    open(sealer(KEY_OLD, &[]))
+        .subscribe(&request("kept-logs", "kept-api-key-00001"), 1)
+        .await
+        .expect("subscribe");
+
+    let done = open(sealer(KEY_NEW, &[KEY_OLD]))
+        .rekey()
+        .await
+        .expect("rekey");
+    assert_eq!(done.resealed, 1);
+    assert_eq!(done.unreadable.len(), 1);
+    assert_eq!(done.unreadable[0].0, "lost-logs");
+    assert!(open(sealer(KEY_NEW, &[])).get("kept-logs").await.is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
 }

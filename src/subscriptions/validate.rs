@@ -35,6 +35,26 @@ pub struct SubscribeRequest {
     pub bucket_region: Region,
     pub iam_role_arn: RoleArn,
     pub iam_role_external_id: ExternalId,
+    /// The account that owns the bucket, when it is not the role's (`bucket_account_id`).
+    pub bucket_account_id: Option<AccountId>,
+}
+
+impl SubscribeRequest {
+    /// The account that owns the bucket: `bucket_account_id`, else the role's account (the
+    /// customer's role lives in the bucket's account).
+    #[must_use]
+    pub fn bucket_owner(&self) -> String {
+        self.bucket_account_id.as_ref().map_or_else(
+            || role_account(self.iam_role_arn.as_str()).to_owned(),
+            |a| a.as_str().to_owned(),
+        )
+    }
+}
+
+/// The 12-digit account of a checked role ARN (`arn:<partition>:iam::<account>:role/...`).
+#[must_use]
+pub fn role_account(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or("")
 }
 
 /// A valid `DELETE /v1/subscriptions` body.
@@ -89,13 +109,20 @@ checked_string!(
     check_external_id
 );
 
-const SUBSCRIBE_FIELDS: [&str; 6] = [
+checked_string!(
+    /// A 12-digit AWS account ID.
+    AccountId,
+    check_account_id
+);
+
+const SUBSCRIBE_FIELDS: [&str; 7] = [
     "apiKey",
     "appKey",
     "bucket_name",
     "bucket_region",
     "iam_role_arn",
     "iam_role_external_id",
+    "bucket_account_id",
 ];
 const UNSUBSCRIBE_FIELDS: [&str; 2] = ["apiKey", "bucket_name"];
 
@@ -114,6 +141,10 @@ pub fn subscribe_request(body: &Value) -> Result<SubscribeRequest, Invalid> {
     let bucket_region = field(map, "bucket_region", Region::parse, &mut invalid);
     let iam_role_arn = field(map, "iam_role_arn", RoleArn::parse, &mut invalid);
     let external_id = field(map, "iam_role_external_id", ExternalId::parse, &mut invalid);
+    let bucket_account_id = match map.get("bucket_account_id") {
+        None | Some(Value::Null) => None,
+        Some(_) => field(map, "bucket_account_id", AccountId::parse, &mut invalid),
+    };
     match (
         api_key,
         app_key,
@@ -130,6 +161,7 @@ pub fn subscribe_request(body: &Value) -> Result<SubscribeRequest, Invalid> {
                 bucket_region: d,
                 iam_role_arn: e,
                 iam_role_external_id: f,
+                bucket_account_id,
             })
         }
         _ => Err(invalid),
@@ -329,6 +361,14 @@ fn check_role_arn(arn: &str) -> Result<(), String> {
         return Err(format!("{RULE} (the role path holds a bad character)"));
     }
     Ok(())
+}
+
+fn check_account_id(id: &str) -> Result<(), String> {
+    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err("must be a 12-digit AWS account ID".into())
+    }
 }
 
 fn check_external_id(id: &str) -> Result<(), String> {

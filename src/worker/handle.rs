@@ -246,7 +246,20 @@ pub(super) async fn deliver_one(
             metrics::counter!(m::OBJECT_FAILURES, "kind" => failure.kind()).increment(1);
         }
     }
+    if result.is_ok() && subscription.pending {
+        verify(shared, &subscription).await;
+    }
     result.map(|d| Delivery::Changes(d.tally.changes))
+}
+
+/// A pending subscription's role just read an object of its bucket: that proves ownership.
+/// Best effort: the next delivered object tries again.
+async fn verify(shared: &Shared, subscription: &crate::subscriptions::Subscription) {
+    match shared.subscriptions.mark_verified(subscription).await {
+        Ok(true) => tracing::info!("subscription verified by its first delivered object"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot mark the subscription verified"),
+    }
 }
 
 /// Takes a slot for `owner` (see [`fairness`] for when it waits and when it gives up). Near

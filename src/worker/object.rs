@@ -97,6 +97,7 @@ pub async fn deliver(
     let (spool, bytes) = download::fetch(
         &s3,
         object,
+        &subscription.bucket_owner,
         settings.worker.spool_memory_bytes,
         settings.records.max_object_bytes,
     )

@@ -15,6 +15,7 @@ mod offboard;
 mod preflight;
 mod security;
 mod support;
+mod tenancy;
 mod worker;
 
 use std::time::{Duration, Instant};

@@ -1304,6 +1304,8 @@ fn debug_and_serialized_forms_of_settings_subscriptions_keys_and_requests_hold_n
         bucket_region: "us-east-1".into(),
         iam_role_arn: "arn:aws:iam::123456789012:role/r".into(),
         iam_role_external_id: "ext-id".into(),
+        bucket_owner: "123456789012".into(),
+        pending: false,
         api_key: SecretString::from(canaries.alice_api.clone()),
         app_key: SecretString::from(canaries.alice_app.clone()),
         created_at: 0,

@@ -41,6 +41,8 @@ pub(super) fn row_item(row: &Row) -> Item {
         ("api_key".to_owned(), s(&row.api_key)),
         ("app_key".to_owned(), s(&row.app_key)),
         ("owner".to_owned(), s(&row.owner)),
+        ("bucket_owner".to_owned(), s(&row.bucket_owner)),
+        ("pending".to_owned(), AttributeValue::Bool(row.pending)),
         ("created_at".to_owned(), n(row.created_at)),
         ("updated_at".to_owned(), n(row.updated_at)),
     ])
@@ -77,6 +79,17 @@ pub(super) fn item_row(item: &Item) -> Result<Row, StoreError> {
             api_key: string(item, "api_key")?,
             app_key: string(item, "app_key")?,
             owner: string(item, "owner")?,
+            // Absent in items written before it was recorded: the role's account then.
+            bucket_owner: match item.get("bucket_owner") {
+                None => String::new(),
+                Some(_) => string(item, "bucket_owner")?,
+            },
+            // Absent in items written before it was recorded: they worked, so verified.
+            pending: match item.get("pending") {
+                None => false,
+                Some(AttributeValue::Bool(b)) => *b,
+                Some(_) => return Err("attribute pending is not a boolean".to_owned()),
+            },
             created_at: number(item, "created_at")?,
             updated_at: number(item, "updated_at")?,
         })

@@ -111,7 +111,7 @@ async fn expired_tombstones_are_purged_from_the_file() {
 }
 
 #[tokio::test]
-async fn a_version_1_file_is_upgraded_keeping_its_rows() {
+async fn a_version_1_file_is_upgraded_keeping_its_rows_without_a_bucket_owner() {
     let dir = TempDir::new("migrate");
     std::fs::create_dir_all(dir.db().parent().expect("parent")).expect("dir");
     {
@@ -137,10 +137,12 @@ async fn a_version_1_file_is_upgraded_keeping_its_rows() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("version");
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(
-        store.get("b1").await.expect("get").map(|r| r.owner),
-        Some("o1".to_owned())
-    );
+    let upgraded = store.get("b1").await.expect("get").expect("the row");
+    assert_eq!(upgraded.owner, "o1");
+    // No bucket owner recorded before version 3: '' (read as the role's account).
+    assert_eq!(upgraded.bucket_owner, "");
+    // Rows of before version 3 worked: verified, never open to a takeover.
+    assert!(!upgraded.pending);
     assert_eq!(store.checkpoint("b1/k#e").await.expect("read"), Some(3));
     store.tombstone("b1", now()).await.expect("tombstone");
     assert!(store.is_tombstoned("b1").await.expect("read").is_some());

@@ -4,7 +4,7 @@
 //! backend has (schema migration, table creation, paging) stays in that backend's own tests.
 
 use super::{
-    Checkpoints, Put, Row, Rows, Store, StoreError, Tombstone, Tombstones,
+    Checkpoints, Put, Row, Rows, SealedKeys, Store, StoreError, Tombstone, Tombstones,
     TOMBSTONE_RETENTION_SECONDS,
 };
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -58,6 +58,9 @@ macro_rules! suite {
             tombstones_are_kept_counted_listed_and_cleared,
             tombstones_expire_after_the_retention,
             clearing_a_buckets_checkpoints_keeps_the_others_and_the_rows,
+            reseal_swaps_the_keys_only_while_they_are_unchanged,
+            a_pending_row_gives_way_only_to_a_proven_row_of_another_owner,
+            mark_verified_needs_the_owner_and_a_verified_row_stays_verified,
         );
     };
 }
@@ -73,6 +76,8 @@ pub fn row(bucket: &str, owner: &str, at: i64) -> Row {
         api_key: format!("sealed-api-{owner}"),
         app_key: format!("sealed-app-{owner}"),
         owner: owner.to_owned(),
+        bucket_owner: "123456789012".to_owned(),
+        pending: false,
         created_at: at,
         updated_at: at,
     }
@@ -97,6 +102,7 @@ pub async fn put_creates_then_updates_keeping_created_at(b: &impl Backend) {
     let mut changed = row("b1", "o1", 200);
     changed.bucket_region = "eu-west-1".to_owned();
     changed.api_key = "sealed-new".to_owned();
+    changed.bucket_owner = "210987654321".to_owned();
     assert_eq!(store.put(&changed).await.expect("put"), Put::Updated);
 
     let stored = store.get("b1").await.expect("get").expect("row");
@@ -104,6 +110,7 @@ pub async fn put_creates_then_updates_keeping_created_at(b: &impl Backend) {
     assert_eq!(stored.updated_at, 200);
     assert_eq!(stored.bucket_region, "eu-west-1");
     assert_eq!(stored.api_key, "sealed-new");
+    assert_eq!(stored.bucket_owner, "210987654321");
     assert_eq!(store.get("missing").await.expect("get"), None);
 }
 
@@ -334,4 +341,102 @@ pub async fn clearing_a_buckets_checkpoints_keeps_the_others_and_the_rows(b: &im
         "not a checkpoint"
     );
     assert_eq!(store.clear_checkpoints("b1").await.expect("clear"), 0);
+}
+
+pub async fn reseal_swaps_the_keys_only_while_they_are_unchanged(b: &impl Backend) {
+    let store = b.fresh().await;
+    let original = row("b1", "o1", 100);
+    store.put(&original).await.expect("put");
+    let resealed = SealedKeys {
+        api_key: "resealed-api".to_owned(),
+        app_key: "resealed-app".to_owned(),
+    };
+
+    // A stale `old` (the row changed since it was read) changes nothing.
+    let stale = SealedKeys {
+        api_key: original.api_key.clone(),
+        app_key: "sealed-app-someone-else".to_owned(),
+    };
+    assert!(!store.reseal("b1", &stale, &resealed).await.expect("reseal"));
+    assert_eq!(store.get("b1").await.expect("get"), Some(original.clone()));
+    assert!(!store
+        .reseal("missing", &original.sealed_keys(), &resealed)
+        .await
+        .expect("reseal"));
+    assert_eq!(store.get("missing").await.expect("get"), None);
+
+    // The current values are swapped; nothing else of the row changes, for another
+    // connection too.
+    assert!(store
+        .reseal("b1", &original.sealed_keys(), &resealed)
+        .await
+        .expect("reseal"));
+    let other = b.another(&store).await;
+    let stored = other.get("b1").await.expect("get").expect("row");
+    assert_eq!(stored.sealed_keys(), resealed);
+    assert_eq!(
+        Row {
+            api_key: original.api_key.clone(),
+            app_key: original.app_key.clone(),
+            ..stored
+        },
+        original
+    );
+    // Once swapped, the old values no longer match.
+    assert!(!other
+        .reseal("b1", &original.sealed_keys(), &resealed)
+        .await
+        .expect("reseal"));
+}
+
+fn pending(bucket: &str, owner: &str, at: i64) -> Row {
+    Row {
+        pending: true,
+        ..row(bucket, owner, at)
+    }
+}
+
+pub async fn a_pending_row_gives_way_only_to_a_proven_row_of_another_owner(b: &impl Backend) {
+    let store = b.fresh().await;
+    let squatter = pending("b1", "squatter", 100);
+    store.put(&squatter).await.expect("put");
+
+    // Another pending row does not take it.
+    let err = store.put(&pending("b1", "owner", 200)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(store.get("b1").await.expect("get"), Some(squatter));
+
+    // A proven row does, whole (its own created_at), for another connection too.
+    let proven = row("b1", "owner", 300);
+    assert_eq!(store.put(&proven).await.expect("put"), Put::TookOver);
+    let other = b.another(&store).await;
+    assert_eq!(other.get("b1").await.expect("get"), Some(proven.clone()));
+
+    // A verified row is never taken over, proven or not.
+    let err = other.put(&row("b1", "squatter", 400)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    assert_eq!(store.get("b1").await.expect("get"), Some(proven));
+}
+
+pub async fn mark_verified_needs_the_owner_and_a_verified_row_stays_verified(b: &impl Backend) {
+    let store = b.fresh().await;
+    store.put(&pending("b1", "o1", 100)).await.expect("put");
+    assert!(!store.mark_verified("b1", "o2").await.expect("mark"));
+    assert!(!store.mark_verified("missing", "o1").await.expect("mark"));
+    assert!(store.get("b1").await.expect("get").expect("row").pending);
+    assert!(store.mark_verified("b1", "o1").await.expect("mark"));
+    assert!(
+        !store.mark_verified("b1", "o1").await.expect("mark"),
+        "only once"
+    );
+    assert!(!store.get("b1").await.expect("get").expect("row").pending);
+
+    // The owner's update without a proof keeps it verified.
+    assert_eq!(
+        store.put(&pending("b1", "o1", 200)).await.expect("put"),
+        Put::Updated
+    );
+    let stored = store.get("b1").await.expect("get").expect("row");
+    assert!(!stored.pending);
+    assert_eq!((stored.created_at, stored.updated_at), (100, 200));
 }

@@ -187,3 +187,20 @@ fn unsubscribe_needs_exactly_the_key_and_the_bucket() {
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, vec!["appKey", "bucket_name"]);
 }
+
+#[test]
+fn the_bucket_owner_is_the_roles_account_unless_bucket_account_id_names_another() {
+    let r = subscribe_request(&good()).expect("valid");
+    assert_eq!(r.bucket_owner(), "123456789012");
+    let r = subscribe_request(&with("bucket_account_id", json!("210987654321"))).expect("valid");
+    assert_eq!(r.bucket_owner(), "210987654321");
+    for bad in [
+        json!("12345"),
+        json!("12345678901x"),
+        json!(210987654321_u64),
+    ] {
+        let errors = errors_of(&with("bucket_account_id", bad.clone()));
+        assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+        assert_eq!(errors[0].0, "bucket_account_id");
+    }
+}

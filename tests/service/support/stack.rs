@@ -146,6 +146,10 @@ impl Stack {
             ("CTC__WORKER__RETRY_BACKOFF_SECONDS", "1".to_owned()),
             ("CTC__WORKER__CHANGE_RETRY_SECONDS", "5".to_owned()),
             ("CTC__LOG__LEVEL", "info".to_owned()),
+            (
+                "CTC__SUBSCRIPTIONS__ENCRYPTION_KEY",
+                crate::tenancy::DATA_KEY.to_owned(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
