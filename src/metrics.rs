@@ -30,7 +30,7 @@ pub const HEARTBEATS: &str = "ctc_visibility_extensions_total";
 /// Checkpoint store failures (delivery continues; a retry may resend some changes).
 pub const CHECKPOINT_ERRORS: &str = "ctc_checkpoint_errors_total";
 
-/// Changes sent, by outcome (`accepted`, `rejected`, `unauthorized`, `gave_up`).
+/// Changes sent, by outcome (`accepted`, `rejected`, `endpoint`, `unauthorized`, `gave_up`).
 pub const CHANGES_SENT: &str = "ctc_changes_sent_total";
 /// Changes API requests, by status class.
 pub const BIGPANDA_REQUESTS: &str = "ctc_bigpanda_requests_total";

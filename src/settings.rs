@@ -364,6 +364,12 @@ fn validate_worker(
         1,
         300,
     )?;
+    in_range(
+        "bigpanda.max_consecutive_rejections",
+        u64::from(bigpanda.max_consecutive_rejections),
+        0,
+        1_000_000,
+    )?;
     Ok(())
 }
 

@@ -33,7 +33,7 @@ pub struct Delivered {
     pub tally: Tally,
     /// Changes the Changes API accepted.
     pub accepted: u64,
-    /// Changes it refused for good (400/404/409).
+    /// Changes it refused for good (BigPanda's JSON 400/409).
     pub rejected: u64,
     /// Changes skipped because a checkpoint said they were accepted before.
     pub resumed: u64,
@@ -274,6 +274,12 @@ fn settle(
             return Some(Failure::Transient {
                 reason: "bigpanda_unauthorized",
                 detail: format!("{e}; check the subscription's apiKey and appKey"),
+            })
+        }
+        Err(e @ ForwardError::Endpoint { .. }) => {
+            return Some(Failure::Transient {
+                reason: "bigpanda_endpoint",
+                detail: e.to_string(),
             })
         }
         Err(e) => {

@@ -10,6 +10,7 @@ mod api;
 mod daemon;
 mod dlq;
 mod hostile;
+mod nodrops;
 mod offboard;
 mod preflight;
 mod security;
