@@ -10,6 +10,7 @@ pub mod health;
 mod moved;
 pub mod object;
 mod poll;
+mod rejected;
 mod settle;
 
 pub use handle::Handled;

@@ -2,6 +2,7 @@
 //! heartbeat on its visibility), decide the fate with [`super::fate::decide`] and settle it.
 
 use super::*;
+use crate::core::rejected::RejectedChange;
 
 /// How one message ended: the fate decided for it and what settling it did (`delivered`,
 /// `skipped`, `retry`, `released`, `deferred`, `dead_lettered`, ...).
@@ -113,6 +114,10 @@ pub(super) async fn process(
     message: &Received,
     abort: &CancellationToken,
 ) -> Report {
+    // A rejected change that `dlq redrive` put back: its body is a change, not a notification.
+    if let Some(envelope) = RejectedChange::from_attributes(&message.attributes) {
+        return rejected::replay(shared, message, envelope, abort).await;
+    }
     let decoded = match envelope::decode(&message.body) {
         Ok(d) => d,
         Err(e) => {

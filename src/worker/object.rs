@@ -6,11 +6,13 @@ use super::fate::Failure;
 use super::Shared;
 use crate::aws::credentials::CredentialsError;
 use crate::aws::download::{self, DownloadError};
+use crate::aws::queue::QueueError;
 use crate::core::envelope::ObjectRef;
 use crate::core::filter::{Dedup, Reason};
 use crate::core::normalize::Origin;
 use crate::core::pipeline::{Outcome, PipelineError, Tally};
 use crate::core::records::{self, RecordsError};
+use crate::core::rejected::RejectedChange;
 use crate::forward::{Delivery, ForwardError, Keys};
 use crate::metrics as m;
 use crate::subscriptions::{checkpoint_id, Checkpoints, Subscription};
@@ -33,7 +35,7 @@ pub struct Delivered {
     pub tally: Tally,
     /// Changes the Changes API accepted.
     pub accepted: u64,
-    /// Changes it refused for good (BigPanda's JSON 400/409).
+    /// Changes it refused for good (BigPanda's JSON 400/409), each kept in the DLQ.
     pub rejected: u64,
     /// Changes skipped because a checkpoint said they were accepted before.
     pub resumed: u64,
@@ -126,7 +128,7 @@ pub async fn deliver(
         api_key: subscription.api_key.clone(),
         app_key: subscription.app_key.clone(),
     };
-    let forwarded = forward_all(shared, &keys, &id, rx, start, abort).await;
+    let forwarded = forward_all(shared, &keys, object, &id, rx, start, abort).await;
     let (tally, parsed) = parser.await.map_err(|e| Failure::Transient {
         reason: "internal",
         detail: format!("the parsing thread of {object} failed: {e}"),
@@ -184,9 +186,12 @@ fn spawn_parser(
 
 /// Forwards the changes arriving on `rx`, skipping the first `start` (already accepted), with
 /// at most `bigpanda.max_concurrency_per_key` in flight, checkpointing as the watermark grows.
+/// A change BigPanda rejects for good is kept in the DLQ as its own message before it counts
+/// as done.
 async fn forward_all(
     shared: &Shared,
     keys: &Keys,
+    object: &ObjectRef,
     id: &str,
     mut rx: mpsc::Receiver<(String, i64, Bytes)>,
     start: u64,
@@ -219,14 +224,29 @@ async fn forward_all(
         let abort = abort.clone();
         let deadline = tokio::time::Instant::now() + shared.settings.worker.change_retry();
         let at = index - 1;
+        let queue = shared.queue.clone();
+        let object = object.clone();
         in_flight.spawn(async move {
             let result = forwarder
-                .send(&keys, &identifier, body, deadline, &abort)
+                .send(&keys, &identifier, body.clone(), deadline, &abort)
                 .await;
             if matches!(result, Ok(Delivery::Accepted)) {
                 metrics::histogram!(m::CHANGE_LAG).record(lag_seconds(event_time));
             }
-            (at, identifier, result)
+            let parked = match &result {
+                Ok(Delivery::Rejected { status, error }) => {
+                    let rejected = RejectedChange {
+                        bucket: object.bucket.clone(),
+                        key: object.key.clone(),
+                        event_id: identifier.clone(),
+                        status: *status,
+                        error: error.clone(),
+                    };
+                    Some(super::rejected::park(&queue, &body, &rejected).await)
+                }
+                _ => None,
+            };
+            (at, identifier, result, parked)
         });
         let due = watermark.value() >= saved + CHECKPOINT_EVERY
             || (watermark.value() > saved && saved_at.elapsed() >= CHECKPOINT_PERIOD);
@@ -249,14 +269,21 @@ async fn forward_all(
     failure.map_or(Ok(done), Err)
 }
 
-type Sent = (u64, String, Result<Delivery, ForwardError>);
+/// A change's index, identifier, how BigPanda answered and, for a rejection, whether it was
+/// kept in the DLQ.
+type Sent = (
+    u64,
+    String,
+    Result<Delivery, ForwardError>,
+    Option<Result<(), QueueError>>,
+);
 
 fn settle(
     joined: Result<Sent, tokio::task::JoinError>,
     done: &mut Delivered,
     watermark: &mut Watermark,
 ) -> Option<Failure> {
-    let (index, _identifier, result) = match joined {
+    let (index, identifier, result, parked) = match joined {
         Ok(sent) => sent,
         Err(e) => {
             return Some(Failure::Transient {
@@ -267,30 +294,39 @@ fn settle(
     };
     match result {
         Ok(Delivery::Accepted) => done.accepted += 1,
-        // The forwarder logged and counted it with the response body.
-        Ok(Delivery::Rejected { .. }) => done.rejected += 1,
-        Err(ForwardError::Stopped { .. }) => return Some(Failure::Stopped),
-        Err(e @ ForwardError::Unauthorized { .. }) => {
-            return Some(Failure::Transient {
-                reason: "bigpanda_unauthorized",
-                detail: format!("{e}; check the subscription's apiKey and appKey"),
-            })
-        }
-        Err(e @ ForwardError::Endpoint { .. }) => {
-            return Some(Failure::Transient {
-                reason: "bigpanda_endpoint",
-                detail: e.to_string(),
-            })
-        }
-        Err(e) => {
-            return Some(Failure::Transient {
-                reason: "bigpanda_unavailable",
-                detail: e.to_string(),
-            })
-        }
+        // Not done until it waits in the DLQ: otherwise the message is retried.
+        Ok(Delivery::Rejected { .. }) => match parked {
+            Some(Err(e)) => {
+                return Some(Failure::Transient {
+                    reason: "dlq_unavailable",
+                    detail: format!("cannot keep rejected change {identifier} in the DLQ: {e}"),
+                })
+            }
+            _ => done.rejected += 1,
+        },
+        Err(e) => return Some(forward_failure(e)),
     }
     watermark.complete(index);
     None
+}
+
+/// What a change that was not delivered means for its message.
+pub(super) fn forward_failure(e: ForwardError) -> Failure {
+    match e {
+        ForwardError::Stopped { .. } => Failure::Stopped,
+        ForwardError::Unauthorized { .. } => Failure::Transient {
+            reason: "bigpanda_unauthorized",
+            detail: format!("{e}; check the subscription's apiKey and appKey"),
+        },
+        ForwardError::Endpoint { .. } => Failure::Transient {
+            reason: "bigpanda_endpoint",
+            detail: e.to_string(),
+        },
+        ForwardError::GaveUp { .. } => Failure::Transient {
+            reason: "bigpanda_unavailable",
+            detail: e.to_string(),
+        },
+    }
 }
 
 async fn save_checkpoint(shared: &Shared, id: &str, accepted: u64) {

@@ -1,10 +1,19 @@
 //! Nothing dropped in silence (issue 12): a wrong endpoint answering 404 pages holds changes
-//! back instead of dropping them, and the message comes home once the endpoint is right.
+//! back instead of dropping them, and the message comes home once the endpoint is right; a
+//! change BigPanda rejects waits in the DLQ as its own message until `dlq redrive`.
 
 use crate::daemon::Stack;
+use crate::support::bigpanda::Reply;
 use crate::support::proxy::{Fault, Match, Proxy};
+use cloudtrail_changes::cli::RedriveArgs;
+use cloudtrail_changes::commands::dlq;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The keys `Stack::subscribe` subscribes with (daemon.rs keeps its own private copy).
+const API_KEY: &str = "0123456789abcdef0123456789abcdef";
+const APP_KEY: &str = "fedcba9876543210fedcba9876543210";
 
 /// A real CloudTrail file with 55 changes (the one of the issue's reproduction).
 const FILE: &str = "218007301253_CloudTrail_us-east-1_20230710T1215Z_YMDRJwtmC82bUwAo.json.gz";
@@ -75,6 +84,121 @@ async fn a_wrong_endpoint_answering_404_pages_for_a_while_loses_no_change() {
         .collect();
     assert_eq!(sent, wanted);
     // The message is deleted once its last change was accepted.
+    let started = Instant::now();
+    while stack.aws.queue_depth(&stack.queues.url).await > 0
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(stack.aws.queue_depth(&stack.queues.url).await, 0);
+    assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 0);
+    daemon.stop().await;
+}
+
+/// A real CloudTrail file with 8 changes.
+const SMALL_FILE: &str =
+    "218007301253_CloudTrail_us-east-1_20230710T1205Z_SjF3IkuNXJkoHyar.json.gz";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_bigpanda_rejects_waits_in_the_dlq_and_redrive_delivers_it() {
+    let stack = Stack::new("rejected-kept", 5, None).await;
+    // The first change gets BigPanda's JSON 400; one in flight at a time makes it the first.
+    stack.bigpanda.push_script(vec![Reply::Status(400)]);
+    let daemon = stack
+        .start(&[("CTC__BIGPANDA__MAX_CONCURRENCY_PER_KEY", "1")])
+        .await;
+    stack.subscribe(daemon.api, &stack.bucket).await;
+    let (key, expected) = stack.put_file(SMALL_FILE).await;
+    assert_eq!(expected.len(), 8);
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(7, Duration::from_secs(60))
+            .await
+    );
+    let rejected = stack.bigpanda.all()[0].clone();
+    assert_eq!(rejected.status, 400);
+    let identifier = rejected.identifier().expect("an identifier").to_owned();
+
+    // `dlq peek` shows it readably, without consuming it.
+    let settings = stack.settings(&[]);
+    let mut shown = String::new();
+    let started = Instant::now();
+    while !shown.contains("change_rejected") && started.elapsed() < Duration::from_secs(30) {
+        let mut out = Vec::new();
+        dlq::peek_until(&settings, 10, &mut out, &CancellationToken::new())
+            .await
+            .expect("peek");
+        shown = String::from_utf8(out).expect("utf-8");
+    }
+    assert!(shown.contains("  reason:  change_rejected"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "  change:  {identifier} from s3://{}/{key}",
+            stack.bucket
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("  answer:  BigPanda said HTTP 400: Bad Request"),
+        "{shown}"
+    );
+
+    // The DLQ message is the exact body, with its reason and origin, and no key.
+    let letters = stack
+        .dead_letters_with_attributes(1, Duration::from_secs(10))
+        .await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let (attributes, body) = &letters[0];
+    assert_eq!(body, &rejected.raw_body);
+    assert_eq!(attributes["failure_reason"], "change_rejected");
+    assert_eq!(attributes["bigpanda_status"], "400");
+    assert_eq!(attributes["bigpanda_error"], "Bad Request");
+    assert_eq!(attributes["bucket"], stack.bucket);
+    assert_eq!(attributes["key"], key);
+    assert_eq!(attributes["event_id"], identifier);
+    let everything = format!("{attributes:?} {body}");
+    assert!(
+        !everything.contains(API_KEY) && !everything.contains(APP_KEY),
+        "a key reached the DLQ"
+    );
+    // The stand-in was the only one to see it so far.
+    assert_eq!(stack.aws.queue_depth(&stack.queues.url).await, 0);
+
+    // BigPanda accepts it now: redrive brings it home, posted as is.
+    let args = RedriveArgs {
+        max: None,
+        reason: Some("change_rejected".into()),
+        dry_run: false,
+        rate: None,
+    };
+    // The receive above holds the DLQ message for its visibility timeout: wait until it moves.
+    let started = Instant::now();
+    let mut moved = 0;
+    while moved == 0 && started.elapsed() < Duration::from_secs(60) {
+        let mut out = Vec::new();
+        moved = dlq::redrive_until(&settings, &args, &mut out, &CancellationToken::new())
+            .await
+            .expect("redrive");
+        if moved == 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    assert_eq!(moved, 1);
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(8, Duration::from_secs(60))
+            .await
+    );
+    let replayed = stack
+        .bigpanda
+        .accepted()
+        .into_iter()
+        .find(|r| r.identifier() == Some(identifier.as_str()))
+        .expect("the rejected change was delivered");
+    assert_eq!(replayed.raw_body, rejected.raw_body);
+    assert_eq!(replayed.api_key.as_deref(), Some(API_KEY));
     let started = Instant::now();
     while stack.aws.queue_depth(&stack.queues.url).await > 0
         && started.elapsed() < Duration::from_secs(30)
