@@ -53,6 +53,9 @@ pub const MESSAGES_DEAD_LETTERED: &str = "ctc_messages_dead_lettered_total";
 pub const STS_ASSUME_ROLE: &str = "ctc_sts_assume_role_total";
 /// 1, labelled with the version.
 pub const BUILD_INFO: &str = "ctc_build_info";
+/// Objects skipped because they were rewritten since their notification (`object_replaced`:
+/// GetObject's `If-Match` on the notified eTag failed).
+pub const OBJECTS_REPLACED: &str = "ctc_objects_replaced_total";
 
 /// Buckets for request and processing durations, seconds.
 const DURATION_BUCKETS: [f64; 14] = [

@@ -9,6 +9,7 @@ use crate::core::records::Limits;
 use crate::forward::BigPandaSettings;
 use crate::subscriptions::seal::Sealer;
 use crate::subscriptions::StoreSpec;
+mod fingerprint;
 pub mod worker;
 
 pub use worker::{SqsSettings, WorkerSettings};

@@ -138,6 +138,7 @@ pub(super) async fn process(
     report.objects = decoded.objects.len();
     // Buckets of this message whose subscription was removed: counted once per message.
     let mut unsubscribed: Vec<&str> = Vec::new();
+    let mut replaced = 0;
     for object in &decoded.objects {
         let span = tracing::info_span!("object", bucket = %object.bucket, key = %object.key);
         match deliver_one(shared, object, message.receive_count, abort)
@@ -146,8 +147,10 @@ pub(super) async fn process(
         {
             Ok(Delivery::Changes(n)) => {
                 report.changes += n;
-                report.checkpoints.push(checkpoint_id(object));
+                let work = shared.settings.checkpoint_fingerprint();
+                report.checkpoints.push(checkpoint_id(object, &work));
             }
+            Ok(Delivery::Replaced) => replaced += 1,
             Ok(Delivery::Unsubscribed) => {
                 if !unsubscribed.contains(&object.bucket.as_str()) {
                     unsubscribed.push(&object.bucket);
@@ -168,6 +171,10 @@ pub(super) async fn process(
         report.processed = Processed::Skipped {
             reason: "unsubscribed",
         };
+    } else if replaced > 0 {
+        report.processed = Processed::Skipped {
+            reason: "object_replaced",
+        };
     }
     report
 }
@@ -178,6 +185,8 @@ pub(super) enum Delivery {
     Changes(u64),
     /// Its bucket's subscription was removed recently: nothing to deliver, nothing to retry.
     Unsubscribed,
+    /// Rewritten since its notification: the newer version has its own notification.
+    Replaced,
 }
 
 /// Counts a late notification on the bucket's tombstone, so `subscriptions list` can show
@@ -251,7 +260,13 @@ pub(super) async fn deliver_one(
             metrics::counter!(m::OBJECT_FAILURES, "kind" => failure.kind()).increment(1);
         }
     }
-    result.map(|d| Delivery::Changes(d.tally.changes))
+    result.map(|d| {
+        if d.replaced {
+            Delivery::Replaced
+        } else {
+            Delivery::Changes(d.tally.changes)
+        }
+    })
 }
 
 /// Takes a slot for `owner` (see [`fairness`] for when it waits and when it gives up). Near

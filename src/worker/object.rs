@@ -39,6 +39,9 @@ pub struct Delivered {
     pub rejected: u64,
     /// Changes skipped because a checkpoint said they were accepted before.
     pub resumed: u64,
+    /// The object was rewritten since its notification and skipped (`object_replaced`): the
+    /// newer version has its own notification.
+    pub replaced: bool,
 }
 
 /// The highest index `n` such that changes `0..n` are all done, however they complete.
@@ -96,14 +99,22 @@ pub async fn deliver(
         .await
         .map_err(|e| role_failure(&e))?;
     let settings = &shared.settings;
-    let (spool, bytes) = download::fetch(
+    let fetched = download::fetch(
         &s3,
         object,
         settings.worker.spool_memory_bytes,
         settings.records.max_object_bytes,
     )
-    .await
-    .map_err(|e| {
+    .await;
+    if let Err(e @ DownloadError::Replaced { .. }) = &fetched {
+        metrics::counter!(m::OBJECTS_REPLACED).increment(1);
+        tracing::info!(reason = "object_replaced", detail = %e, "skipped: the newer version has its own notification");
+        return Ok(Delivered {
+            replaced: true,
+            ..Delivered::default()
+        });
+    }
+    let (spool, bytes) = fetched.map_err(|e| {
         if matches!(e, DownloadError::AccessDenied { .. }) {
             shared.roles.forget(
                 &subscription.iam_role_arn,
@@ -113,7 +124,7 @@ pub async fn deliver(
         download_failure(&e)
     })?;
     metrics::counter!(m::OBJECT_BYTES).increment(bytes);
-    let id = checkpoint_id(object);
+    let id = checkpoint_id(object, &settings.checkpoint_fingerprint());
     let start = match shared.subscriptions.store().checkpoint(&id).await {
         Ok(n) => n.unwrap_or(0),
         Err(e) => {
@@ -380,6 +391,11 @@ fn download_failure(e: &DownloadError) -> Failure {
     match e {
         DownloadError::NotFound { .. } => Failure::Poison {
             reason: "object_not_found",
+            detail,
+        },
+        // `deliver` skips it before it gets here; a skip is no failure.
+        DownloadError::Replaced { .. } => Failure::Poison {
+            reason: "object_replaced",
             detail,
         },
         DownloadError::TooLarge { .. } => Failure::Poison {

@@ -59,13 +59,15 @@ pub(super) async fn replay(
 ) -> Report {
     let rejected = match envelope {
         Ok(r) => r,
-        Err(missing) => return Report::early(Processed::Failed(Failure::Poison {
-            reason: "malformed_envelope",
-            detail: format!(
+        Err(missing) => {
+            return Report::early(Processed::Failed(Failure::Poison {
+                reason: "malformed_envelope",
+                detail: format!(
                 "message {} is marked as a rejected change but has no usable {missing} attribute",
                 message.message_id
             ),
-        })),
+            }))
+        }
     };
     let mut report = Report::early(Processed::Delivered { changes: 0 });
     report.first = Some(ObjectRef {
@@ -74,6 +76,7 @@ pub(super) async fn replay(
         size: None,
         etag: None,
         sequencer: None,
+        version_id: None,
     });
     report.processed = match send(shared, message, &rejected, abort).await {
         Ok(changes) => {

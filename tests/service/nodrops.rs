@@ -209,3 +209,125 @@ async fn a_change_bigpanda_rejects_waits_in_the_dlq_and_redrive_delivers_it() {
     assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 0);
     daemon.stop().await;
 }
+
+/// A file whose list of changes differs under `filter.keep_failed = true` from the third
+/// change on (42 changes by default, 46 keeping failed calls).
+const MIXED_FILE: &str =
+    "218007301253_CloudTrail_us-east-1_20230710T1210Z_6CICdbJQM3beT7n3.json.gz";
+
+fn identifiers(records: &[crate::support::bigpanda::Recorded]) -> BTreeSet<String> {
+    records
+        .iter()
+        .filter(|r| r.is_accepted())
+        .filter_map(|r| r.identifier().map(str::to_owned))
+        .collect()
+}
+
+fn expected_ids(expected: &[serde_json::Value]) -> BTreeSet<String> {
+    expected
+        .iter()
+        .filter_map(|c| c["identifier"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_counted_under_other_filter_settings_is_not_trusted() {
+    let stack = Stack::new("fingerprint", 100, None).await;
+    // The first daemon keeps failed calls; BigPanda accepts 20 of its changes, then fails.
+    stack.bigpanda.push_script(vec![Reply::Status(204); 20]);
+    stack.bigpanda.set_default(500);
+    let first = stack
+        .start(&[
+            ("CTC__FILTER__KEEP_FAILED", "true"),
+            ("CTC__BIGPANDA__MAX_CONCURRENCY_PER_KEY", "1"),
+        ])
+        .await;
+    stack.subscribe(first.api, &stack.bucket).await;
+    let (_, expected) = stack.put_file(MIXED_FILE).await;
+    assert_eq!(expected.len(), 42);
+    assert!(
+        until(Duration::from_secs(60), || {
+            stack.bigpanda.all().iter().any(|r| r.status == 500)
+        })
+        .await
+    );
+    // Stopping saves the checkpoint of the 20 accepted changes.
+    first.stop().await;
+    let sent_first = identifiers(&stack.bigpanda.all());
+    assert_eq!(sent_first.len(), 20);
+
+    // A rolling deploy: the default filter (failed calls dropped) resumes the message.
+    stack.bigpanda.set_default(204);
+    let second = stack.start(&[]).await;
+    let wanted = expected_ids(&expected);
+    let delivered = until(Duration::from_secs(90), || {
+        identifiers(&stack.bigpanda.all()).is_superset(&wanted)
+    })
+    .await;
+    let missing: Vec<String> = wanted
+        .difference(&identifiers(&stack.bigpanda.all()))
+        .cloned()
+        .collect();
+    assert!(delivered, "never delivered: {missing:?}");
+    second.stop().await;
+}
+
+/// Two real files: the first version of the object, and what replaces it.
+const FIRST_VERSION: &str = SMALL_FILE;
+const SECOND_VERSION: &str =
+    "218007301253_CloudTrail_us-east-1_20230710T1230Z_ZtUNbBkwAu98FPZb.json.gz";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_rewritten_since_its_notification_is_skipped_as_object_replaced() {
+    let stack = Stack::new("replaced", 5, None).await;
+    // Subscribe with a first daemon, then stop it so both notifications wait in the queue.
+    let setup = stack.start(&[]).await;
+    stack.subscribe(setup.api, &stack.bucket).await;
+    setup.stop().await;
+    let (key, old) = stack.put_file(FIRST_VERSION).await;
+    let (same_key, new) = stack.put_file_as(SECOND_VERSION, &key).await;
+    assert_eq!(key, same_key);
+
+    let daemon = stack.start(&[]).await;
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(new.len(), Duration::from_secs(60))
+            .await
+    );
+    let started = Instant::now();
+    while stack.aws.queue_depth(&stack.queues.url).await > 0
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(stack.aws.queue_depth(&stack.queues.url).await, 0);
+    // Only the version that is there now was read: the first notification's eTag no longer
+    // matches, so its message was skipped, not parsed against the new bytes.
+    let sent = identifiers(&stack.bigpanda.all());
+    assert_eq!(sent, expected_ids(&new));
+    assert!(sent.is_disjoint(&expected_ids(&old)));
+    assert_eq!(
+        stack.bigpanda.all().len(),
+        new.len(),
+        "the new version was sent twice"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", daemon.ops))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ctc_objects_replaced_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ctc_messages_skipped_total{reason=\"object_replaced\"}"),
+        "{metrics}"
+    );
+    assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 0);
+    daemon.stop().await;
+}
