@@ -93,6 +93,9 @@ pub struct SubscriptionSettings {
     pub verify_role: bool,
     /// How long a delivery checkpoint is kept.
     pub checkpoint_ttl_seconds: u64,
+    /// How old (SentTimestamp) a message naming an unknown bucket must be before it goes to
+    /// the DLQ; younger ones are retried (the subscription may be on its way).
+    pub unknown_bucket_grace_seconds: u64,
 }
 
 impl SubscriptionSettings {
@@ -117,6 +120,7 @@ struct RawSubscriptions {
     cache_ttl_seconds: u64,
     verify_role: bool,
     checkpoint_ttl_seconds: u64,
+    unknown_bucket_grace_seconds: u64,
 }
 
 fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -400,12 +404,19 @@ fn validate_subscriptions(raw: RawSubscriptions) -> Result<SubscriptionSettings,
         3600,
         30 * 86_400,
     )?;
+    in_range(
+        "subscriptions.unknown_bucket_grace_seconds",
+        raw.unknown_bucket_grace_seconds,
+        0,
+        14 * 86_400,
+    )?;
     Ok(SubscriptionSettings {
         store,
         encryption_key,
         cache_ttl_seconds: raw.cache_ttl_seconds,
         verify_role: raw.verify_role,
         checkpoint_ttl_seconds: raw.checkpoint_ttl_seconds,
+        unknown_bucket_grace_seconds: raw.unknown_bucket_grace_seconds,
     })
 }
 

@@ -3,6 +3,7 @@
 //! a heartbeat keeps its visibility while it runs, and [`fate::decide`] settles how it ends.
 //! The worker never deletes a message whose changes were not all accepted (or refused for good).
 
+mod early;
 pub mod fairness;
 pub mod fate;
 mod handle;

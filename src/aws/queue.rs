@@ -23,6 +23,8 @@ pub struct Received {
     pub receive_count: u32,
     /// The message attributes with a string value (a rejected change's envelope).
     pub attributes: HashMap<String, String>,
+    /// `SentTimestamp`: when the message was first sent to the queue.
+    pub sent_at: Option<std::time::SystemTime>,
 }
 
 /// Why an SQS call failed.
@@ -114,6 +116,7 @@ impl Queue {
             .max_number_of_messages(max)
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")
             .send()
             .await
@@ -133,6 +136,11 @@ impl Queue {
                     body: m.body().unwrap_or_default().to_owned(),
                     receive_count,
                     attributes: attributes_of(m),
+                    sent_at: m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
                 })
             })
             .collect())

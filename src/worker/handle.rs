@@ -141,7 +141,7 @@ pub(super) async fn process(
     let mut replaced = 0;
     for object in &decoded.objects {
         let span = tracing::info_span!("object", bucket = %object.bucket, key = %object.key);
-        match deliver_one(shared, object, message.receive_count, abort)
+        match deliver_one(shared, object, message, abort)
             .instrument(span)
             .await
         {
@@ -212,20 +212,25 @@ pub(super) async fn note_late_notification(shared: &Shared, bucket: &str) {
 pub(super) async fn deliver_one(
     shared: &Shared,
     object: &ObjectRef,
-    receive_count: u32,
+    message: &Received,
     abort: &CancellationToken,
 ) -> Result<Delivery, Failure> {
+    let receive_count = message.receive_count;
     let subscription = match shared.lookup.get(&object.bucket, Instant::now()).await {
         Ok(Answer::Subscribed(s)) => s,
         Ok(Answer::Unsubscribed) => return Ok(Delivery::Unsubscribed),
         Ok(Answer::Unknown) => {
-            return Err(Failure::Poison {
-                reason: "unknown_bucket",
-                detail: format!(
-                    "no subscription for bucket {} (subscribe it, then redrive)",
-                    object.bucket
-                ),
-            })
+            let grace = shared.settings.subscriptions.unknown_bucket_grace_seconds;
+            let age = message.sent_at.map(|sent| {
+                std::time::SystemTime::now()
+                    .duration_since(sent)
+                    .unwrap_or_default()
+            });
+            return Err(early::unknown_bucket(
+                &object.bucket,
+                age,
+                Duration::from_secs(grace),
+            ));
         }
         Err(e) => {
             return Err(Failure::Transient {

@@ -331,3 +331,48 @@ async fn an_object_rewritten_since_its_notification_is_skipped_as_object_replace
     assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 0);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_sent_before_its_subscription_is_delivered_within_the_grace() {
+    let stack = Stack::new("early", 100, None).await;
+    let daemon = stack
+        .start(&[("CTC__SUBSCRIPTIONS__UNKNOWN_BUCKET_GRACE_SECONDS", "900")])
+        .await;
+    // The bucket notifies before the customer subscribes (the CloudFormation order).
+    let (_, expected) = stack.put_file(SMALL_FILE).await;
+    let metrics_url = format!("http://{}/metrics", daemon.ops);
+    let failures = || async {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find(|l| l.starts_with("ctc_message_failures_total{reason=\"unknown_bucket\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Wait until the daemon met the unknown bucket at least twice (retried, not dead-lettered).
+    let started = Instant::now();
+    while failures().await < 2.0 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        failures().await >= 2.0,
+        "the message never met the unknown bucket"
+    );
+    assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 0);
+
+    stack.subscribe(daemon.api, &stack.bucket).await;
+    assert!(
+        stack
+            .bigpanda
+            .wait_for_accepted(expected.len(), Duration::from_secs(60))
+            .await
+    );
+    assert_eq!(identifiers(&stack.bigpanda.all()), expected_ids(&expected));
+    assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 0);
+    daemon.stop().await;
+}
