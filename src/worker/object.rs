@@ -402,15 +402,27 @@ fn download_failure(e: &DownloadError) -> Failure {
             reason: "object_too_large",
             detail,
         },
-        DownloadError::AccessDenied { .. } => Failure::Transient {
+        DownloadError::AccessDenied { bucket, .. } => Failure::Transient {
             reason: "access_denied",
-            detail,
+            detail: access_denied_detail(bucket, &detail),
         },
         DownloadError::Unavailable { .. } => Failure::Transient {
             reason: "s3_unavailable",
             detail,
         },
     }
+}
+
+/// With a GetObject-only policy (no `s3:ListBucket`) S3 answers 403, not 404, for a key that
+/// does not exist: the detail says both, and what to check.
+fn access_denied_detail(bucket: &str, detail: &str) -> String {
+    format!(
+        "access denied, or the object does not exist (without s3:ListBucket S3 answers 403 for a \
+         missing key): {detail}. Check that the object still exists (a lifecycle rule, a \
+         stale notification), that the role's policy allows s3:GetObject on \
+         arn:aws:s3:::{bucket}/*, that the bucket policy does not deny the role, and that the \
+         role may use the bucket's KMS key (kms:Decrypt)"
+    )
 }
 
 fn records_failure(object: &ObjectRef, e: &RecordsError) -> Failure {
@@ -436,6 +448,31 @@ fn records_failure(object: &ObjectRef, e: &RecordsError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_403_says_the_object_may_be_missing_and_what_to_check() {
+        let e = DownloadError::AccessDenied {
+            bucket: "trail".into(),
+            key: "AWSLogs/x.json.gz".into(),
+            detail: "AccessDenied".into(),
+        };
+        let Failure::Transient { reason, detail } = download_failure(&e) else {
+            panic!("access denied is retried")
+        };
+        assert_eq!(reason, "access_denied");
+        assert!(
+            detail.starts_with("access denied, or the object does not exist"),
+            "{detail}"
+        );
+        for needle in [
+            "s3://trail/AWSLogs/x.json.gz",
+            "s3:GetObject on arn:aws:s3:::trail/*",
+            "kms:Decrypt",
+            "lifecycle rule",
+        ] {
+            assert!(detail.contains(needle), "{needle}: {detail}");
+        }
+    }
 
     #[test]
     fn the_watermark_advances_only_over_a_gapless_prefix() {
