@@ -9,7 +9,8 @@
 //! (STS `GetCallerIdentity`: the daemon needs STS to assume customer roles); the queue exists
 //! and is reachable; its RedrivePolicy and `maxReceiveCount`; the dead-letter queue is
 //! reachable and keeps messages longer than the queue; the visibility timeout suits the
-//! heartbeat; long polling; the subscription store and its keys; the BigPanda settings; with
+//! heartbeat; long polling; the subscription store and its keys; the BigPanda settings and a
+//! keyless probe of `bigpanda.base_url` (see `endpoint`); with
 //! `--subscriptions`, every subscription's role with its external ID. API and app keys are
 //! never printed.
 
@@ -29,6 +30,8 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
+
+mod endpoint;
 
 /// Below this visibility timeout (seconds) the daemon refuses the queue.
 pub const MIN_VISIBILITY_TIMEOUT: u32 = 10;
@@ -218,7 +221,7 @@ pub async fn check_with(
         )?;
     }
     let subs = store_checks(settings, &aws, &mut report).await?;
-    bigpanda_checks(settings, &mut report)?;
+    bigpanda_checks(settings, &mut report).await?;
     if subscriptions {
         match subs {
             Some(subs) => role_checks(&aws, &subs, identity.as_deref(), &mut report).await?,
@@ -1215,7 +1218,7 @@ fn encryption_check(settings: &Settings, report: &mut Report<'_>) -> io::Result<
 // ---------------------------------------------------------------------------------------------
 // BigPanda
 
-fn bigpanda_checks(settings: &Settings, report: &mut Report<'_>) -> io::Result<()> {
+async fn bigpanda_checks(settings: &Settings, report: &mut Report<'_>) -> io::Result<()> {
     if settings.bigpanda.mode == SinkMode::Stdout {
         report.warn(
             "bigpanda.mode",
@@ -1224,7 +1227,13 @@ fn bigpanda_checks(settings: &Settings, report: &mut Report<'_>) -> io::Result<(
         )?;
         return Ok(());
     }
-    report.add(&base_url_finding(&settings.bigpanda.base_url))
+    let finding = base_url_finding(&settings.bigpanda.base_url);
+    report.add(&finding)?;
+    if finding.status != Status::Fail {
+        let timeout = Duration::from_secs(settings.bigpanda.request_timeout_seconds);
+        report.add(&endpoint::probe(&settings.bigpanda.base_url, timeout).await)?;
+    }
+    Ok(())
 }
 
 /// `bigpanda.base_url`: an http(s) URL of a host, not the changes endpoint itself, and not

@@ -376,3 +376,40 @@ async fn a_notification_sent_before_its_subscription_is_delivered_within_the_gra
     assert_eq!(stack.aws.queue_depth(&stack.queues.dlq_url).await, 0);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probes_the_base_url_and_fails_a_wrong_path_without_creating_a_change() {
+    let stack = Stack::new("probe", 5, None).await;
+    let check = |base_url: String| {
+        let settings = stack.settings(&[("CTC__BIGPANDA__BASE_URL", base_url.as_str())]);
+        async move {
+            let mut out = Vec::new();
+            cloudtrail_changes::commands::preflight::check(&settings, false, &mut out)
+                .await
+                .expect("check runs");
+            String::from_utf8(out).expect("utf-8")
+        }
+    };
+    let right = check(stack.bigpanda.base_url()).await;
+    assert!(
+        right
+            .lines()
+            .any(|l| l.starts_with("ok   bigpanda.base_url probe: ")
+                && l.contains("answers like the Changes API")),
+        "{right}"
+    );
+    // A path the stand-in does not serve answers 404, as a wrong base URL would.
+    let wrong = format!("{}/v2", stack.bigpanda.base_url());
+    let out = check(wrong.clone()).await;
+    assert!(
+        out.lines().any(|l| l.starts_with(&format!(
+            "FAIL bigpanda.base_url probe: {wrong}/data/changes does not answer like the Changes API: HTTP 404"
+        ))),
+        "{out}"
+    );
+    // The probes carried no key and created nothing.
+    let seen = stack.bigpanda.all();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].authorization.is_none() && seen[0].app_key.is_none());
+    assert!(!seen[0].is_accepted());
+}
