@@ -11,3 +11,4 @@ pub mod filter;
 pub mod normalize;
 pub mod pipeline;
 pub mod records;
+pub mod rejected;

@@ -2,9 +2,11 @@
 //! API (or one JSON line on stdout in dry-run mode), paced per API key, retried with backoff
 //! until the caller's deadline.
 //!
-//! Every send ends in one fate: accepted (any 2xx), rejected for good (400/404/409), the keys
-//! are wrong (401/403), given up at the deadline (429, 5xx, timeouts, connection errors and
-//! other statuses), or stopped by the cancellation token. The API is an upsert keyed on the
+//! Every send ends in one fate: accepted (any 2xx), rejected for good (a 400/409 with
+//! BigPanda's JSON error body, see [`classify`]), the keys are wrong (401/403), the endpoint is
+//! wrong (a 404, a redirect, a 4xx that is not BigPanda's JSON, or a run of more than
+//! `max_consecutive_rejections` rejections for one key), given up at the deadline (429, 5xx,
+//! timeouts, connection errors and other statuses), or stopped by the cancellation token. The API is an upsert keyed on the
 //! change's identifier, so sending a change again after an uncertain attempt is safe.
 //!
 //! It must never print or log an API key or app key: keys are [`SecretString`]s, the per-key
@@ -28,11 +30,13 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+pub mod classify;
 mod forwarder;
 mod http;
 mod pace;
 mod retry_after;
 
+pub use classify::Verdict;
 pub use forwarder::Forwarder;
 use forwarder::*;
 use http::*;
@@ -78,6 +82,9 @@ pub struct BigPandaSettings {
     pub max_concurrency_per_key: usize,
     /// Timeout of one HTTP request, connection to end of body.
     pub request_timeout_seconds: u64,
+    /// Consecutive rejections for one API key after which further rejections are treated as
+    /// a configuration problem (retried, not rejected) until one change is accepted; 0: off.
+    pub max_consecutive_rejections: u32,
 }
 
 impl Default for BigPandaSettings {
@@ -88,6 +95,7 @@ impl Default for BigPandaSettings {
             rate_per_minute: 400,
             max_concurrency_per_key: 4,
             request_timeout_seconds: 10,
+            max_consecutive_rejections: 20,
         }
     }
 }
@@ -113,8 +121,9 @@ impl std::fmt::Debug for Keys {
 pub enum Delivery {
     /// Any 2xx.
     Accepted,
-    /// 400/404/409: this change is refused for good. `body` is the start of the response body.
-    Rejected { status: u16, body: String },
+    /// A 400/409 with BigPanda's JSON error: this change is refused for good. `error` is
+    /// BigPanda's error text.
+    Rejected { status: u16, error: String },
 }
 
 /// Why a change was not delivered.
@@ -124,6 +133,15 @@ pub enum ForwardError {
     /// keys are wrong; fail the whole message.
     #[error("change {identifier}: BigPanda refused the subscription's keys (HTTP {status})")]
     Unauthorized { identifier: String, status: u16 },
+    /// Not the Changes API answering (a wrong `bigpanda.base_url`, a proxy), or a run of
+    /// rejections long enough to be a configuration problem: the change was not delivered;
+    /// retry the message later.
+    #[error("change {identifier}: {url} does not answer like the BigPanda Changes API ({answer}); check bigpanda.base_url and any proxy in front of it")]
+    Endpoint {
+        identifier: String,
+        url: String,
+        answer: String,
+    },
     /// Transient failures were still failing at the deadline; retry the message later.
     #[error("change {identifier}: gave up after {attempts} attempt(s): {last}")]
     GaveUp {

@@ -34,7 +34,7 @@ pub const HEARTBEATS: &str = "ctc_visibility_extensions_total";
 /// Checkpoint store failures (delivery continues; a retry may resend some changes).
 pub const CHECKPOINT_ERRORS: &str = "ctc_checkpoint_errors_total";
 
-/// Changes sent, by outcome (`accepted`, `rejected`, `unauthorized`, `gave_up`).
+/// Changes sent, by outcome (`accepted`, `rejected`, `endpoint`, `unauthorized`, `gave_up`).
 pub const CHANGES_SENT: &str = "ctc_changes_sent_total";
 /// Changes API requests, by status class.
 pub const BIGPANDA_REQUESTS: &str = "ctc_bigpanda_requests_total";
@@ -59,6 +59,9 @@ pub const STS_ASSUME_ROLE: &str = "ctc_sts_assume_role_total";
 pub const BUILD_INFO: &str = "ctc_build_info";
 /// Subscription API requests refused with 429, by `limit`: `client`, `total`, `key`.
 pub const API_THROTTLED: &str = "ctc_api_throttled_total";
+/// Objects skipped because they were rewritten since their notification (`object_replaced`:
+/// GetObject's `If-Match` on the notified eTag failed).
+pub const OBJECTS_REPLACED: &str = "ctc_objects_replaced_total";
 
 /// What a family is, for its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +96,7 @@ pub const FATES: [&str; 6] = [
 
 /// Reasons a message fails (`Failure::Poison`/`Failure::Transient` in `worker`): the DLQ's
 /// `failure_reason` values.
-pub const FAILURE_REASONS: [&str; 13] = [
+pub const FAILURE_REASONS: [&str; 16] = [
     "malformed_envelope",
     "unknown_bucket",
     "store_unavailable",
@@ -106,12 +109,15 @@ pub const FAILURE_REASONS: [&str; 13] = [
     "s3_unavailable",
     "bigpanda_unauthorized",
     "bigpanda_unavailable",
+    "bigpanda_endpoint",
+    "dlq_unavailable",
+    "object_replaced",
     "internal",
 ];
 
 /// Failure kinds of one object: the failure reasons that arise while reading and delivering it,
 /// and `stopped` (shutdown mid-object).
-pub const OBJECT_FAILURE_KINDS: [&str; 11] = [
+pub const OBJECT_FAILURE_KINDS: [&str; 13] = [
     "object_not_found",
     "object_too_large",
     "corrupt_object",
@@ -121,12 +127,15 @@ pub const OBJECT_FAILURE_KINDS: [&str; 11] = [
     "s3_unavailable",
     "bigpanda_unauthorized",
     "bigpanda_unavailable",
+    "bigpanda_endpoint",
+    "dlq_unavailable",
     "internal",
     "stopped",
 ];
 
 /// Skip reasons the worker adds to the envelope's [`SkipReason`]s.
-pub const WORKER_SKIP_REASONS: [&str; 4] = [
+pub const WORKER_SKIP_REASONS: [&str; 5] = [
+    "object_replaced",
     "no_changes",
     "unsubscribed",
     "already_dead_lettered",
@@ -136,7 +145,13 @@ pub const WORKER_SKIP_REASONS: [&str; 4] = [
 /// Outcomes of an S3 object.
 pub const OBJECT_OUTCOMES: [&str; 2] = ["delivered", "failed"];
 /// Outcomes of a change sent to the Changes API.
-pub const CHANGE_OUTCOMES: [&str; 4] = ["accepted", "rejected", "unauthorized", "gave_up"];
+pub const CHANGE_OUTCOMES: [&str; 5] = [
+    "accepted",
+    "rejected",
+    "endpoint",
+    "unauthorized",
+    "gave_up",
+];
 /// Status classes of a Changes API response (`error`: no response).
 pub const STATUS_CLASSES: [&str; 5] = ["2xx", "4xx", "429", "5xx", "error"];
 /// SQS operations that can fail.
@@ -155,6 +170,13 @@ fn fates() -> Vec<&'static str> {
 }
 fn failure_reasons() -> Vec<&'static str> {
     FAILURE_REASONS.to_vec()
+}
+/// The DLQ's reasons: a message's failure reasons, and a change BigPanda rejected for good.
+fn dead_letter_reasons() -> Vec<&'static str> {
+    FAILURE_REASONS
+        .into_iter()
+        .chain([crate::core::rejected::REASON])
+        .collect()
 }
 fn object_failure_kinds() -> Vec<&'static str> {
     OBJECT_FAILURE_KINDS.to_vec()
@@ -220,7 +242,7 @@ fn skip_reasons() -> Vec<&'static str> {
 }
 
 /// Every family the daemon exports, in the README's order.
-pub const FAMILIES: [Family; 26] = [
+pub const FAMILIES: [Family; 27] = [
     Family {
         name: BUILD_INFO,
         kind: Kind::Gauge,
@@ -249,7 +271,7 @@ pub const FAMILIES: [Family; 26] = [
         name: MESSAGES_DEAD_LETTERED,
         kind: Kind::Counter,
         help: "Messages the daemon moved to the DLQ, by reason.",
-        label: Some(("reason", failure_reasons)),
+        label: Some(("reason", dead_letter_reasons)),
     },
     Family {
         name: MESSAGE_FAILURES,
@@ -369,6 +391,12 @@ pub const FAMILIES: [Family; 26] = [
         name: CHECKPOINT_ERRORS,
         kind: Kind::Counter,
         help: "Checkpoint store failures (delivery continues; a retry may resend some changes).",
+        label: None,
+    },
+    Family {
+        name: OBJECTS_REPLACED,
+        kind: Kind::Counter,
+        help: "Objects skipped because they were rewritten since their notification.",
         label: None,
     },
     Family {

@@ -9,6 +9,7 @@ use crate::core::records::Limits;
 use crate::forward::BigPandaSettings;
 use crate::subscriptions::seal::Sealer;
 use crate::subscriptions::StoreSpec;
+mod fingerprint;
 pub mod worker;
 
 pub use worker::{SqsSettings, WorkerSettings};
@@ -149,6 +150,9 @@ pub struct SubscriptionSettings {
     pub verify_role: bool,
     /// How long a delivery checkpoint is kept.
     pub checkpoint_ttl_seconds: u64,
+    /// How old (SentTimestamp) a message naming an unknown bucket must be before it goes to
+    /// the DLQ; younger ones are retried (the subscription may be on its way).
+    pub unknown_bucket_grace_seconds: u64,
 }
 
 impl SubscriptionSettings {
@@ -204,6 +208,7 @@ struct RawSubscriptions {
     cache_ttl_seconds: u64,
     verify_role: bool,
     checkpoint_ttl_seconds: u64,
+    unknown_bucket_grace_seconds: u64,
 }
 
 fn redacted_list<S: serde::Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
@@ -457,6 +462,12 @@ fn validate_worker(
         1,
         300,
     )?;
+    in_range(
+        "bigpanda.max_consecutive_rejections",
+        u64::from(bigpanda.max_consecutive_rejections),
+        0,
+        1_000_000,
+    )?;
     Ok(())
 }
 
@@ -493,6 +504,12 @@ fn validate_subscriptions(raw: RawSubscriptions) -> Result<SubscriptionSettings,
         3600,
         30 * 86_400,
     )?;
+    in_range(
+        "subscriptions.unknown_bucket_grace_seconds",
+        raw.unknown_bucket_grace_seconds,
+        0,
+        14 * 86_400,
+    )?;
     Ok(SubscriptionSettings {
         store,
         encryption_key,
@@ -501,6 +518,7 @@ fn validate_subscriptions(raw: RawSubscriptions) -> Result<SubscriptionSettings,
         cache_ttl_seconds: raw.cache_ttl_seconds,
         verify_role: raw.verify_role,
         checkpoint_ttl_seconds: raw.checkpoint_ttl_seconds,
+        unknown_bucket_grace_seconds: raw.unknown_bucket_grace_seconds,
     })
 }
 

@@ -192,16 +192,19 @@ pub fn fingerprint(api_key: &SecretString) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The checkpoint key of one object version: bucket, key and eTag (a rewritten object is a new
-/// object).
+/// The checkpoint key of one object version under one kind of work: bucket, key, the version
+/// (versionId, else eTag: a rewritten object is a new object) and `work`, the fingerprint of
+/// the settings that decide which changes an object yields and their order
+/// (`Settings::checkpoint_fingerprint`). A checkpoint counted under other settings is never
+/// read: its count would skip the wrong changes.
 #[must_use]
-pub fn checkpoint_id(object: &ObjectRef) -> String {
-    format!(
-        "{}/{}#{}",
-        object.bucket,
-        object.key,
-        object.etag.as_deref().unwrap_or("")
-    )
+pub fn checkpoint_id(object: &ObjectRef, work: &str) -> String {
+    let version = object
+        .version_id
+        .as_deref()
+        .or(object.etag.as_deref())
+        .unwrap_or("");
+    format!("{}/{}#{version}#{work}", object.bucket, object.key)
 }
 
 /// Either backend, behind the one [`Store`] trait.

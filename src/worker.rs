@@ -3,6 +3,7 @@
 //! a heartbeat keeps its visibility while it runs, and [`fate::decide`] settles how it ends.
 //! The worker never deletes a message whose changes were not all accepted (or refused for good).
 
+mod early;
 pub mod fairness;
 pub mod fate;
 mod handle;
@@ -10,6 +11,7 @@ pub mod health;
 mod moved;
 pub mod object;
 mod poll;
+mod rejected;
 mod settle;
 
 pub use handle::Handled;

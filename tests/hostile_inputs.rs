@@ -425,7 +425,7 @@ fn expect(rules: &[(&str, Rule)], prefix: &str, path: &str, with: &Value) -> Exp
     }
 }
 
-const S3_EVENT_RULES: [(&str, Rule); 11] = [
+const S3_EVENT_RULES: [(&str, Rule); 12] = [
     ("Records", Rule::Records),
     ("Records[0]", Rule::Object { first: "eventName" }),
     (
@@ -452,10 +452,11 @@ const S3_EVENT_RULES: [(&str, Rule); 11] = [
     ("Records[0].s3.object.size", Rule::OptU64),
     ("Records[0].s3.object.eTag", Rule::OptString),
     ("Records[0].s3.object.sequencer", Rule::OptString),
+    ("Records[0].s3.object.versionId", Rule::OptString),
     // Not listed, so ignored: a record's `eventSource` only matters without an `s3` member.
 ];
 
-const EVENTBRIDGE_RULES: [(&str, Rule); 10] = [
+const EVENTBRIDGE_RULES: [(&str, Rule); 11] = [
     ("source", Rule::Exact),
     (
         "detail-type",
@@ -481,6 +482,7 @@ const EVENTBRIDGE_RULES: [(&str, Rule); 10] = [
     ("detail.object.size", Rule::OptU64),
     ("detail.object.etag", Rule::OptString),
     ("detail.object.sequencer", Rule::OptString),
+    ("detail.object.version-id", Rule::OptString),
 ];
 
 const CLOUDTRAIL_RULES: [(&str, Rule); 3] = [

@@ -14,6 +14,16 @@ pub enum DownloadError {
     /// The object does not exist (deleted, or a stale notification): poison.
     #[error("s3://{bucket}/{key} does not exist")]
     NotFound { bucket: String, key: String },
+    /// The object was rewritten since its notification (its eTag no longer matches): the newer
+    /// version has its own notification; skip this one.
+    #[error(
+        "s3://{bucket}/{key} was replaced since its notification (eTag {etag} no longer matches)"
+    )]
+    Replaced {
+        bucket: String,
+        key: String,
+        etag: String,
+    },
     /// Larger than `records.max_object_bytes`: poison.
     #[error("s3://{bucket}/{key} is larger than {limit} bytes")]
     TooLarge {
@@ -76,6 +86,9 @@ pub async fn fetch(
         .bucket(&object.bucket)
         .key(&object.key)
         .expected_bucket_owner(expected_owner)
+        // Read the notified version, not whatever is there now.
+        .set_version_id(object.version_id.clone())
+        .set_if_match(object.etag.clone().filter(|_| object.version_id.is_none()))
         .send()
         .await
         .map_err(|e| classify(object, &e))?;
@@ -190,6 +203,8 @@ where
             }
         }
         _ if status_is(404) => DownloadError::NotFound { bucket, key },
+        Some("PreconditionFailed") => replaced(object),
+        _ if status_is(412) => replaced(object),
         _ if status_is(403) => DownloadError::AccessDenied {
             bucket,
             key,
@@ -200,6 +215,15 @@ where
             key,
             detail,
         },
+    }
+}
+
+/// The `If-Match` of the notified eTag failed: a newer version replaced the object.
+fn replaced(object: &ObjectRef) -> DownloadError {
+    DownloadError::Replaced {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        etag: object.etag.clone().unwrap_or_default(),
     }
 }
 

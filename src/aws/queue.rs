@@ -25,6 +25,10 @@ pub struct Received {
     pub body: String,
     /// `ApproximateReceiveCount`: 1 on the first delivery.
     pub receive_count: u32,
+    /// The message attributes with a string value (a rejected change's envelope).
+    pub attributes: HashMap<String, String>,
+    /// `SentTimestamp`: when the message was first sent to the queue.
+    pub sent_at: Option<std::time::SystemTime>,
 }
 
 /// Why an SQS call failed.
@@ -116,6 +120,8 @@ impl Queue {
             .max_number_of_messages(max)
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_attribute_names("All")
             .send()
             .await
             .map_err(|e| error("ReceiveMessage", &self.url, &e))?;
@@ -133,6 +139,12 @@ impl Queue {
                     receipt_handle: m.receipt_handle()?.to_owned(),
                     body: m.body().unwrap_or_default().to_owned(),
                     receive_count,
+                    attributes: attributes_of(m),
+                    sent_at: m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
                 })
             })
             .collect())
@@ -203,6 +215,20 @@ impl Queue {
     /// # Errors
     /// [`QueueError`] when there is no DLQ or the send fails.
     pub async fn send_to_dlq(&self, body: &str, failure: &Failure<'_>) -> Result<(), QueueError> {
+        self.send_to_dlq_with(body, failure, &[]).await
+    }
+
+    /// [`Queue::send_to_dlq`] with `extra` attributes (at most 6: SQS allows 10 in all), e.g.
+    /// a rejected change's envelope.
+    ///
+    /// # Errors
+    /// [`QueueError`] when there is no DLQ or the send fails.
+    pub async fn send_to_dlq_with(
+        &self,
+        body: &str,
+        failure: &Failure<'_>,
+        extra: &[(&str, String)],
+    ) -> Result<(), QueueError> {
         let Some(dlq) = &self.dlq_url else {
             return Err(QueueError {
                 operation: "SendMessage",
@@ -218,8 +244,9 @@ impl Queue {
             ("source_queue", self.url.as_str()),
             ("failed_at", failure.failed_at),
         ];
+        let extra = extra.iter().map(|(name, value)| (*name, value.as_str()));
         let mut request = self.client.send_message().queue_url(dlq).message_body(body);
-        for (name, value) in attributes {
+        for (name, value) in attributes.into_iter().chain(extra) {
             let value = if value.is_empty() { "-" } else { value };
             if let Ok(v) = MessageAttributeValue::builder()
                 .data_type("String")

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 mod pace;
 use pace::Pace;
+mod rejected;
 
 /// Seconds `peek` keeps what it received invisible (it releases everything when it ends).
 const PEEK_HOLD_SECONDS: i32 = 30;
@@ -188,7 +189,10 @@ fn write_block(out: &mut dyn Write, letter: &DeadLetter, now: SystemTime) -> std
         "  detail:  {}",
         letter.detail.as_deref().map_or("-".to_owned(), one_line)
     )?;
-    writeln!(out, "  object:  {}", objects_text(&letter.body))?;
+    match rejected::describe(&letter.other_attributes, &letter.body) {
+        Some(lines) => lines.iter().try_for_each(|l| writeln!(out, "{l}"))?,
+        None => writeln!(out, "  object:  {}", objects_text(&letter.body))?,
+    }
     writeln!(out, "  age:     {age}{notes}")?;
     writeln!(out)
 }

@@ -9,7 +9,8 @@
 //! (STS `GetCallerIdentity`: the daemon needs STS to assume customer roles); the queue exists
 //! and is reachable; its RedrivePolicy and `maxReceiveCount`; the dead-letter queue is
 //! reachable and keeps messages longer than the queue; the visibility timeout suits the
-//! heartbeat; long polling; the subscription store and its keys; the BigPanda settings; with
+//! heartbeat; long polling; the subscription store and its keys; the BigPanda settings and a
+//! keyless probe of `bigpanda.base_url` (see `endpoint`); with
 //! `--subscriptions`, every subscription's role with its external ID. API and app keys are
 //! never printed.
 
@@ -32,6 +33,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod bigpanda;
+mod endpoint;
 mod failures;
 mod identity;
 mod queue;
@@ -241,7 +243,7 @@ pub async fn check_with(
         )?;
     }
     let subs = store_checks(settings, &aws, &mut report).await?;
-    bigpanda_checks(settings, &mut report)?;
+    bigpanda_checks(settings, &mut report).await?;
     if subscriptions {
         match subs {
             Some(subs) => role_checks(&aws, &subs, identity.as_deref(), &mut report).await?,

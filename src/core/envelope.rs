@@ -44,6 +44,8 @@ pub struct ObjectRef {
     pub etag: Option<String>,
     /// S3's event sequencer for the key, when the message gives it (moto omits it).
     pub sequencer: Option<String>,
+    /// The object's version, when the bucket is versioned and the message gives it.
+    pub version_id: Option<String>,
 }
 
 impl fmt::Display for ObjectRef {
@@ -381,6 +383,7 @@ fn s3_event_object(s3: &Node<'_>) -> Result<ObjectRef, EnvelopeError> {
         size: object.opt_u64("size")?,
         etag: object.opt_string("eTag")?,
         sequencer: object.opt_string("sequencer")?,
+        version_id: object.opt_string("versionId")?,
     })
 }
 
@@ -402,6 +405,7 @@ fn decode_cloudtrail(node: &Node<'_>, format: Format) -> Result<Decoded, Envelop
             size: None,
             etag: None,
             sequencer: None,
+            version_id: None,
         };
         push_classified(&mut out, object);
     }
@@ -438,6 +442,7 @@ fn eventbridge_object(node: &Node<'_>) -> Result<ObjectRef, EnvelopeError> {
         size: object.opt_u64("size")?,
         etag: object.opt_string("etag")?,
         sequencer: object.opt_string("sequencer")?,
+        version_id: object.opt_string("version-id")?,
     })
 }
 

@@ -58,7 +58,8 @@ impl Forwarder {
     /// of that API key: slowing down, not failing. Logs and counts the outcome.
     ///
     /// # Errors
-    /// [`ForwardError::Unauthorized`] at once on 401/403, [`ForwardError::GaveUp`] when no
+    /// [`ForwardError::Unauthorized`] at once on 401/403, [`ForwardError::Endpoint`] at once on
+    /// an answer that is not the Changes API's, [`ForwardError::GaveUp`] when no
     /// attempt succeeded within the patience, [`ForwardError::Stopped`] when `stop` fired.
     pub async fn send(
         &self,
@@ -109,6 +110,14 @@ impl Job<'_> {
         }
     }
 
+    pub(super) fn endpoint(&self, url: &Url, answer: String) -> ForwardError {
+        ForwardError::Endpoint {
+            identifier: self.identifier.to_owned(),
+            url: url.to_string(),
+            answer,
+        }
+    }
+
     pub(super) fn stopped(&self) -> ForwardError {
         ForwardError::Stopped {
             identifier: self.identifier.to_owned(),
@@ -147,9 +156,13 @@ pub(super) fn record_outcome(identifier: &str, result: &Result<Delivery, Forward
             tracing::debug!(identifier, "BigPanda accepted the change");
             "accepted"
         }
-        Ok(Delivery::Rejected { status, body }) => {
-            tracing::warn!(identifier, status, body = %body, "BigPanda rejected the change for good");
+        Ok(Delivery::Rejected { status, error }) => {
+            tracing::warn!(identifier, status, error = %error, "BigPanda rejected the change for good");
             "rejected"
+        }
+        Err(ForwardError::Endpoint { url, answer, .. }) => {
+            tracing::error!(identifier, url = %url, answer = %answer, "the Changes API endpoint is wrong: not BigPanda's answer; the change was not delivered and will be retried");
+            "endpoint"
         }
         Err(ForwardError::Unauthorized { status, .. }) => {
             tracing::warn!(

@@ -10,6 +10,7 @@ pub(super) struct Http {
     pub(super) url: Url,
     pub(super) timeout: Duration,
     pub(super) pacer: Pacer,
+    pub(super) rejections: Rejections,
 }
 
 /// What one HTTP attempt came to.
@@ -48,6 +49,7 @@ impl Http {
             url: changes_url(&settings.base_url)?,
             timeout,
             pacer: Pacer::new(settings.rate_per_minute, settings.max_concurrency_per_key),
+            rejections: Rejections::new(settings.max_consecutive_rejections),
         })
     }
 
@@ -85,7 +87,9 @@ impl Http {
                 Err(why) => return Err(job.interrupted(why, attempts, &last)),
             };
             let retry_after = match outcome {
-                Attempt::Final(result) => return result,
+                Attempt::Final(result) => {
+                    return self.rejections.judge(keys, &job, &self.url, result)
+                }
                 Attempt::Retry {
                     reason,
                     retry_after,
@@ -126,7 +130,7 @@ impl Http {
             biased;
             () = job.stop.cancelled() => return Attempt::Final(Err(job.stopped())),
             response = request.send() => match response {
-                Ok(response) => classify(response, job).await,
+                Ok(response) => judge(response, job, &self.url).await,
                 Err(error) => {
                     metrics::counter!(m::BIGPANDA_REQUESTS, "status_class" => "error").increment(1);
                     Attempt::Retry { reason: error_chain(&error), retry_after: None }
@@ -165,8 +169,8 @@ pub(super) fn auth_headers(keys: &Keys) -> Option<HeaderMap> {
     Some(headers)
 }
 
-/// Maps a response to what the sender does next.
-pub(super) async fn classify(mut response: reqwest::Response, job: &Job<'_>) -> Attempt {
+/// Maps a response to what the sender does next (the rules are in [`classify`]).
+pub(super) async fn judge(mut response: reqwest::Response, job: &Job<'_>, url: &Url) -> Attempt {
     let status = response.status();
     let code = status.as_u16();
     let class = match code {
@@ -177,18 +181,83 @@ pub(super) async fn classify(mut response: reqwest::Response, job: &Job<'_>) -> 
         _ => "error",
     };
     metrics::counter!(m::BIGPANDA_REQUESTS, "status_class" => class).increment(1);
-    if status.is_success() {
-        // Reading the (small) body lets the connection go back to the pool.
-        read_prefix(&mut response, REJECTED_BODY_LIMIT).await;
-        return Attempt::Final(Ok(Delivery::Accepted));
+    if code == 429 || status.is_server_error() {
+        return transient(response, status).await;
     }
-    match code {
-        400 | 404 | 409 => Attempt::Final(Ok(Delivery::Rejected {
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // Reading the (small) body also lets the connection go back to the pool.
+    let body = read_prefix(&mut response, REJECTED_BODY_LIMIT).await;
+    match classify::classify(code, content_type.as_deref(), &body) {
+        Verdict::Accepted => Attempt::Final(Ok(Delivery::Accepted)),
+        Verdict::Rejected { error } => Attempt::Final(Ok(Delivery::Rejected {
             status: code,
-            body: read_prefix(&mut response, REJECTED_BODY_LIMIT).await,
+            error,
         })),
-        401 | 403 => Attempt::Final(Err(job.unauthorized(code))),
-        _ => transient(response, status).await,
+        Verdict::Unauthorized => Attempt::Final(Err(job.unauthorized(code))),
+        Verdict::Endpoint { answer } => Attempt::Final(Err(job.endpoint(url, answer))),
+        Verdict::Transient => Attempt::Retry {
+            reason: format!("HTTP {code}: {body}"),
+            retry_after: None,
+        },
+    }
+}
+
+/// Runs of rejections per API key (by fingerprint): a long run is a configuration problem
+/// (a wrong base URL answering with JSON, a broken normalisation), not many bad changes. Kept
+/// per process: each replica counts its own run, which holds back the same kind of mistake.
+pub(super) struct Rejections {
+    max: u32,
+    runs: Mutex<HashMap<String, u32>>,
+}
+
+impl Rejections {
+    pub(super) fn new(max: u32) -> Self {
+        Rejections {
+            max,
+            runs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Passes `result` on, except a rejection that makes the key's run longer than the
+    /// maximum: that one becomes [`ForwardError::Endpoint`]. An acceptance ends the run.
+    pub(super) fn judge(
+        &self,
+        keys: &Keys,
+        job: &Job<'_>,
+        url: &Url,
+        result: Result<Delivery, ForwardError>,
+    ) -> Result<Delivery, ForwardError> {
+        if self.max == 0 {
+            return result;
+        }
+        let key = crate::subscriptions::fingerprint(&keys.api_key);
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        match &result {
+            Ok(Delivery::Accepted) => {
+                runs.remove(&key);
+                result
+            }
+            Ok(Delivery::Rejected { status, error }) => {
+                let run = runs.entry(key).or_insert(0);
+                *run = run.saturating_add(1);
+                if *run <= self.max {
+                    return result;
+                }
+                Err(job.endpoint(
+                    url,
+                    format!(
+                        "{run} rejections in a row for this API key, more than \
+                         bigpanda.max_consecutive_rejections ({}); the last: HTTP {status}: {error}",
+                        self.max
+                    ),
+                ))
+            }
+            Err(_) => result,
+        }
     }
 }
 

@@ -134,8 +134,9 @@ fn settings_default_to_the_documented_values_and_refuse_unknown_keys() {
     assert_eq!(defaults.rate_per_minute, 400);
     assert_eq!(defaults.max_concurrency_per_key, 4);
     assert_eq!(defaults.request_timeout_seconds, 10);
+    assert_eq!(defaults.max_consecutive_rejections, 20);
     let json = r#"{"mode":"stdout","base_url":"https://eu-api.bigpanda.io","rate_per_minute":0,
-        "max_concurrency_per_key":1,"request_timeout_seconds":3}"#;
+        "max_concurrency_per_key":1,"request_timeout_seconds":3,"max_consecutive_rejections":0}"#;
     let parsed: BigPandaSettings = serde_json::from_str(json).unwrap();
     assert_eq!(parsed.mode, SinkMode::Stdout);
     let unknown = json.replace("\"mode\"", "\"modus\"");
@@ -395,23 +396,20 @@ async fn a_2xx_is_accepted_and_the_request_carries_the_keys_and_the_body() {
     assert_eq!(first.body, BODY.as_bytes());
 }
 
+fn json_error(status: u16, error: &str) -> Reply {
+    Reply {
+        headers: vec![("content-type", "application/json".into())],
+        body: serde_json::json!({"status": "error", "error": error}).to_string(),
+        ..reply(status)
+    }
+}
+
 #[tokio::test]
-async fn a_400_404_or_409_rejects_the_change_with_the_response_body() {
+async fn a_400_or_409_with_bigpandas_json_rejects_the_change_with_its_error() {
     let (stand, addr) = stand_in().await;
-    let long = "x".repeat(5000);
     stand.script(
         "api-1",
-        vec![
-            Reply {
-                body: "bad change".into(),
-                ..reply(400)
-            },
-            Reply {
-                body: long,
-                ..reply(404)
-            },
-            reply(409),
-        ],
+        vec![json_error(400, "bad change"), json_error(409, "conflict")],
     );
     let forwarder = forwarder(addr, |_| {});
     let first = send_one(&forwarder, "api-1", in_secs(5.0)).await.unwrap();
@@ -419,18 +417,84 @@ async fn a_400_404_or_409_rejects_the_change_with_the_response_body() {
         first,
         Delivery::Rejected {
             status: 400,
-            body: "bad change".into()
+            error: "bad change".into()
         }
     );
-    let Ok(Delivery::Rejected { status: 404, body }) =
-        send_one(&forwarder, "api-1", in_secs(5.0)).await
-    else {
-        panic!("a 404 is a rejection")
+    let second = send_one(&forwarder, "api-1", in_secs(5.0)).await.unwrap();
+    assert!(matches!(second, Delivery::Rejected { status: 409, .. }));
+    assert_eq!(stand.count("api-1"), 2, "rejections are not retried");
+}
+
+#[tokio::test]
+async fn a_404_or_a_400_that_is_not_bigpandas_json_is_the_endpoint_not_a_rejection() {
+    let (stand, addr) = stand_in().await;
+    let html = Reply {
+        headers: vec![("content-type", "text/html".into())],
+        body: "<html><body><h1>404 Not Found</h1></body></html>".into(),
+        ..reply(404)
     };
-    assert!(body.len() <= REJECTED_BODY_LIMIT + '…'.len_utf8() && body.ends_with('…'));
-    let third = send_one(&forwarder, "api-1", in_secs(5.0)).await.unwrap();
-    assert!(matches!(third, Delivery::Rejected { status: 409, .. }));
-    assert_eq!(stand.count("api-1"), 3, "rejections are not retried");
+    stand.script(
+        "api-1",
+        vec![
+            html,
+            json_error(404, "Not Found"),
+            Reply {
+                body: "bad request".into(),
+                ..reply(400)
+            },
+            reply(409),
+        ],
+    );
+    let forwarder = forwarder(addr, |_| {});
+    for expected in [
+        "HTTP 404, text/html: <html>",
+        "HTTP 404, application/json",
+        "HTTP 400, text/plain",
+        "HTTP 409, text/plain; charset=utf-8, empty body",
+    ] {
+        let Err(ForwardError::Endpoint { url, answer, .. }) =
+            send_one(&forwarder, "api-1", in_secs(5.0)).await
+        else {
+            panic!("{expected}: not the endpoint")
+        };
+        assert_eq!(url, format!("http://{addr}/data/changes"));
+        assert!(answer.starts_with(expected), "{answer}");
+    }
+    assert_eq!(
+        stand.count("api-1"),
+        4,
+        "an endpoint error is not retried per change"
+    );
+}
+
+#[tokio::test]
+async fn a_run_of_rejections_longer_than_the_maximum_is_the_endpoint_until_one_is_accepted() {
+    let (stand, addr) = stand_in().await;
+    let no = || json_error(400, "no");
+    stand.script("api-1", vec![no(), no(), no(), reply(204), no()]);
+    stand.script("api-2", vec![no()]);
+    let forwarder = forwarder(addr, |s| s.max_consecutive_rejections = 2);
+    for _ in 0..2 {
+        let sent = send_one(&forwarder, "api-1", in_secs(5.0)).await;
+        assert!(matches!(sent, Ok(Delivery::Rejected { .. })), "{sent:?}");
+    }
+    let third = send_one(&forwarder, "api-1", in_secs(5.0)).await;
+    let Err(ForwardError::Endpoint { answer, .. }) = third else {
+        panic!("the third rejection in a row is a configuration problem: {third:?}")
+    };
+    assert!(answer.contains("3 rejections in a row"), "{answer}");
+    let other = send_one(&forwarder, "api-2", in_secs(5.0)).await;
+    assert!(
+        matches!(other, Ok(Delivery::Rejected { .. })),
+        "keys have their own run"
+    );
+    let accepted = send_one(&forwarder, "api-1", in_secs(5.0)).await;
+    assert_eq!(accepted.unwrap(), Delivery::Accepted);
+    let after = send_one(&forwarder, "api-1", in_secs(5.0)).await;
+    assert!(
+        matches!(after, Ok(Delivery::Rejected { .. })),
+        "an acceptance ends the run"
+    );
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! heartbeat on its visibility), decide the fate with [`super::fate::decide`] and settle it.
 
 use super::*;
+use crate::core::rejected::RejectedChange;
 
 /// How one message ended: the fate decided for it and what settling it did (`delivered`,
 /// `skipped`, `retry`, `released`, `deferred`, `dead_lettered`, ...).
@@ -113,6 +114,10 @@ pub(super) async fn process(
     message: &Received,
     abort: &CancellationToken,
 ) -> Report {
+    // A rejected change that `dlq redrive` put back: its body is a change, not a notification.
+    if let Some(envelope) = RejectedChange::from_attributes(&message.attributes) {
+        return rejected::replay(shared, message, envelope, abort).await;
+    }
     let decoded = match envelope::decode(&message.body) {
         Ok(d) => d,
         Err(e) => {
@@ -133,16 +138,19 @@ pub(super) async fn process(
     report.objects = decoded.objects.len();
     // Buckets of this message whose subscription was removed: counted once per message.
     let mut unsubscribed: Vec<&str> = Vec::new();
+    let mut replaced = 0;
     for object in &decoded.objects {
         let span = tracing::info_span!("object", bucket = %object.bucket, key = %object.key);
-        match deliver_one(shared, object, message.receive_count, abort)
+        match deliver_one(shared, object, message, abort)
             .instrument(span)
             .await
         {
             Ok(Delivery::Changes(n)) => {
                 report.changes += n;
-                report.checkpoints.push(checkpoint_id(object));
+                let work = shared.settings.checkpoint_fingerprint();
+                report.checkpoints.push(checkpoint_id(object, &work));
             }
+            Ok(Delivery::Replaced) => replaced += 1,
             Ok(Delivery::Unsubscribed) => {
                 if !unsubscribed.contains(&object.bucket.as_str()) {
                     unsubscribed.push(&object.bucket);
@@ -163,6 +171,10 @@ pub(super) async fn process(
         report.processed = Processed::Skipped {
             reason: "unsubscribed",
         };
+    } else if replaced > 0 {
+        report.processed = Processed::Skipped {
+            reason: "object_replaced",
+        };
     }
     report
 }
@@ -173,6 +185,8 @@ pub(super) enum Delivery {
     Changes(u64),
     /// Its bucket's subscription was removed recently: nothing to deliver, nothing to retry.
     Unsubscribed,
+    /// Rewritten since its notification: the newer version has its own notification.
+    Replaced,
 }
 
 /// Counts a late notification on the bucket's tombstone, so `subscriptions list` can show
@@ -198,20 +212,25 @@ pub(super) async fn note_late_notification(shared: &Shared, bucket: &str) {
 pub(super) async fn deliver_one(
     shared: &Shared,
     object: &ObjectRef,
-    receive_count: u32,
+    message: &Received,
     abort: &CancellationToken,
 ) -> Result<Delivery, Failure> {
+    let receive_count = message.receive_count;
     let subscription = match shared.lookup.get(&object.bucket, Instant::now()).await {
         Ok(Answer::Subscribed(s)) => s,
         Ok(Answer::Unsubscribed) => return Ok(Delivery::Unsubscribed),
         Ok(Answer::Unknown) => {
-            return Err(Failure::Poison {
-                reason: "unknown_bucket",
-                detail: format!(
-                    "no subscription for bucket {} (subscribe it, then redrive)",
-                    object.bucket
-                ),
-            })
+            let grace = shared.settings.subscriptions.unknown_bucket_grace_seconds;
+            let age = message.sent_at.map(|sent| {
+                std::time::SystemTime::now()
+                    .duration_since(sent)
+                    .unwrap_or_default()
+            });
+            return Err(early::unknown_bucket(
+                &object.bucket,
+                age,
+                Duration::from_secs(grace),
+            ));
         }
         Err(e) => {
             return Err(Failure::Transient {
@@ -246,10 +265,17 @@ pub(super) async fn deliver_one(
             metrics::counter!(m::OBJECT_FAILURES, "kind" => failure.kind()).increment(1);
         }
     }
-    if result.is_ok() && subscription.pending {
+    // A pending subscription whose role just read an object of its bucket is proven.
+    if subscription.pending && result.as_ref().is_ok_and(|d| !d.replaced) {
         verify(shared, &subscription).await;
     }
-    result.map(|d| Delivery::Changes(d.tally.changes))
+    result.map(|d| {
+        if d.replaced {
+            Delivery::Replaced
+        } else {
+            Delivery::Changes(d.tally.changes)
+        }
+    })
 }
 
 /// A pending subscription's role just read an object of its bucket: that proves ownership.

@@ -6,11 +6,13 @@ use super::fate::Failure;
 use super::Shared;
 use crate::aws::credentials::CredentialsError;
 use crate::aws::download::{self, DownloadError};
+use crate::aws::queue::QueueError;
 use crate::core::envelope::ObjectRef;
 use crate::core::filter::{Dedup, Reason};
 use crate::core::normalize::Origin;
 use crate::core::pipeline::{Outcome, PipelineError, Tally};
 use crate::core::records::{self, RecordsError};
+use crate::core::rejected::RejectedChange;
 use crate::forward::{Delivery, ForwardError, Keys};
 use crate::metrics as m;
 use crate::subscriptions::{checkpoint_id, Checkpoints, Subscription};
@@ -33,10 +35,13 @@ pub struct Delivered {
     pub tally: Tally,
     /// Changes the Changes API accepted.
     pub accepted: u64,
-    /// Changes it refused for good (400/404/409).
+    /// Changes it refused for good (BigPanda's JSON 400/409), each kept in the DLQ.
     pub rejected: u64,
     /// Changes skipped because a checkpoint said they were accepted before.
     pub resumed: u64,
+    /// The object was rewritten since its notification and skipped (`object_replaced`): the
+    /// newer version has its own notification.
+    pub replaced: bool,
 }
 
 /// The highest index `n` such that changes `0..n` are all done, however they complete.
@@ -94,15 +99,23 @@ pub async fn deliver(
         .await
         .map_err(|e| role_failure(&e))?;
     let settings = &shared.settings;
-    let (spool, bytes) = download::fetch(
+    let fetched = download::fetch(
         &s3,
         object,
         &subscription.bucket_owner,
         settings.worker.spool_memory_bytes,
         settings.records.max_object_bytes,
     )
-    .await
-    .map_err(|e| {
+    .await;
+    if let Err(e @ DownloadError::Replaced { .. }) = &fetched {
+        metrics::counter!(m::OBJECTS_REPLACED).increment(1);
+        tracing::info!(reason = "object_replaced", detail = %e, "skipped: the newer version has its own notification");
+        return Ok(Delivered {
+            replaced: true,
+            ..Delivered::default()
+        });
+    }
+    let (spool, bytes) = fetched.map_err(|e| {
         if matches!(e, DownloadError::AccessDenied { .. }) {
             shared.roles.forget(
                 &subscription.iam_role_arn,
@@ -112,7 +125,7 @@ pub async fn deliver(
         download_failure(&e)
     })?;
     metrics::counter!(m::OBJECT_BYTES).increment(bytes);
-    let id = checkpoint_id(object);
+    let id = checkpoint_id(object, &settings.checkpoint_fingerprint());
     let start = match shared.subscriptions.store().checkpoint(&id).await {
         Ok(n) => n.unwrap_or(0),
         Err(e) => {
@@ -127,7 +140,7 @@ pub async fn deliver(
         api_key: subscription.api_key.clone(),
         app_key: subscription.app_key.clone(),
     };
-    let forwarded = forward_all(shared, &keys, &id, rx, start, abort).await;
+    let forwarded = forward_all(shared, &keys, object, &id, rx, start, abort).await;
     let (tally, parsed) = parser.await.map_err(|e| Failure::Transient {
         reason: "internal",
         detail: format!("the parsing thread of {object} failed: {e}"),
@@ -186,9 +199,12 @@ fn spawn_parser(
 
 /// Forwards the changes arriving on `rx`, skipping the first `start` (already accepted), with
 /// at most `bigpanda.max_concurrency_per_key` in flight, checkpointing as the watermark grows.
+/// A change BigPanda rejects for good is kept in the DLQ as its own message before it counts
+/// as done.
 async fn forward_all(
     shared: &Shared,
     keys: &Keys,
+    object: &ObjectRef,
     id: &str,
     mut rx: mpsc::Receiver<(String, i64, Bytes)>,
     start: u64,
@@ -221,14 +237,29 @@ async fn forward_all(
         let abort = abort.clone();
         let deadline = tokio::time::Instant::now() + shared.settings.worker.change_retry();
         let at = index - 1;
+        let queue = shared.queue.clone();
+        let object = object.clone();
         in_flight.spawn(async move {
             let result = forwarder
-                .send(&keys, &identifier, body, deadline, &abort)
+                .send(&keys, &identifier, body.clone(), deadline, &abort)
                 .await;
             if matches!(result, Ok(Delivery::Accepted)) {
                 metrics::histogram!(m::CHANGE_LAG).record(lag_seconds(event_time));
             }
-            (at, identifier, result)
+            let parked = match &result {
+                Ok(Delivery::Rejected { status, error }) => {
+                    let rejected = RejectedChange {
+                        bucket: object.bucket.clone(),
+                        key: object.key.clone(),
+                        event_id: identifier.clone(),
+                        status: *status,
+                        error: error.clone(),
+                    };
+                    Some(super::rejected::park(&queue, &body, &rejected).await)
+                }
+                _ => None,
+            };
+            (at, identifier, result, parked)
         });
         let due = watermark.value() >= saved + CHECKPOINT_EVERY
             || (watermark.value() > saved && saved_at.elapsed() >= CHECKPOINT_PERIOD);
@@ -251,14 +282,21 @@ async fn forward_all(
     failure.map_or(Ok(done), Err)
 }
 
-type Sent = (u64, String, Result<Delivery, ForwardError>);
+/// A change's index, identifier, how BigPanda answered and, for a rejection, whether it was
+/// kept in the DLQ.
+type Sent = (
+    u64,
+    String,
+    Result<Delivery, ForwardError>,
+    Option<Result<(), QueueError>>,
+);
 
 fn settle(
     joined: Result<Sent, tokio::task::JoinError>,
     done: &mut Delivered,
     watermark: &mut Watermark,
 ) -> Option<Failure> {
-    let (index, _identifier, result) = match joined {
+    let (index, identifier, result, parked) = match joined {
         Ok(sent) => sent,
         Err(e) => {
             return Some(Failure::Transient {
@@ -269,24 +307,39 @@ fn settle(
     };
     match result {
         Ok(Delivery::Accepted) => done.accepted += 1,
-        // The forwarder logged and counted it with the response body.
-        Ok(Delivery::Rejected { .. }) => done.rejected += 1,
-        Err(ForwardError::Stopped { .. }) => return Some(Failure::Stopped),
-        Err(e @ ForwardError::Unauthorized { .. }) => {
-            return Some(Failure::Transient {
-                reason: "bigpanda_unauthorized",
-                detail: format!("{e}; check the subscription's apiKey and appKey"),
-            })
-        }
-        Err(e) => {
-            return Some(Failure::Transient {
-                reason: "bigpanda_unavailable",
-                detail: e.to_string(),
-            })
-        }
+        // Not done until it waits in the DLQ: otherwise the message is retried.
+        Ok(Delivery::Rejected { .. }) => match parked {
+            Some(Err(e)) => {
+                return Some(Failure::Transient {
+                    reason: "dlq_unavailable",
+                    detail: format!("cannot keep rejected change {identifier} in the DLQ: {e}"),
+                })
+            }
+            _ => done.rejected += 1,
+        },
+        Err(e) => return Some(forward_failure(e)),
     }
     watermark.complete(index);
     None
+}
+
+/// What a change that was not delivered means for its message.
+pub(super) fn forward_failure(e: ForwardError) -> Failure {
+    match e {
+        ForwardError::Stopped { .. } => Failure::Stopped,
+        ForwardError::Unauthorized { .. } => Failure::Transient {
+            reason: "bigpanda_unauthorized",
+            detail: format!("{e}; check the subscription's apiKey and appKey"),
+        },
+        ForwardError::Endpoint { .. } => Failure::Transient {
+            reason: "bigpanda_endpoint",
+            detail: e.to_string(),
+        },
+        ForwardError::GaveUp { .. } => Failure::Transient {
+            reason: "bigpanda_unavailable",
+            detail: e.to_string(),
+        },
+    }
 }
 
 async fn save_checkpoint(shared: &Shared, id: &str, accepted: u64) {
@@ -349,19 +402,36 @@ fn download_failure(e: &DownloadError) -> Failure {
             reason: "object_not_found",
             detail,
         },
+        // `deliver` skips it before it gets here; a skip is no failure.
+        DownloadError::Replaced { .. } => Failure::Poison {
+            reason: "object_replaced",
+            detail,
+        },
         DownloadError::TooLarge { .. } => Failure::Poison {
             reason: "object_too_large",
             detail,
         },
-        DownloadError::AccessDenied { .. } => Failure::Transient {
+        DownloadError::AccessDenied { bucket, .. } => Failure::Transient {
             reason: "access_denied",
-            detail,
+            detail: access_denied_detail(bucket, &detail),
         },
         DownloadError::Unavailable { .. } => Failure::Transient {
             reason: "s3_unavailable",
             detail,
         },
     }
+}
+
+/// With a GetObject-only policy (no `s3:ListBucket`) S3 answers 403, not 404, for a key that
+/// does not exist: the detail says both, and what to check.
+fn access_denied_detail(bucket: &str, detail: &str) -> String {
+    format!(
+        "access denied, or the object does not exist (without s3:ListBucket S3 answers 403 for a \
+         missing key): {detail}. Check that the object still exists (a lifecycle rule, a \
+         stale notification), that the role's policy allows s3:GetObject on \
+         arn:aws:s3:::{bucket}/*, that the bucket policy does not deny the role, and that the \
+         role may use the bucket's KMS key (kms:Decrypt)"
+    )
 }
 
 fn records_failure(object: &ObjectRef, e: &RecordsError) -> Failure {
@@ -387,6 +457,31 @@ fn records_failure(object: &ObjectRef, e: &RecordsError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_403_says_the_object_may_be_missing_and_what_to_check() {
+        let e = DownloadError::AccessDenied {
+            bucket: "trail".into(),
+            key: "AWSLogs/x.json.gz".into(),
+            detail: "AccessDenied".into(),
+        };
+        let Failure::Transient { reason, detail } = download_failure(&e) else {
+            panic!("access denied is retried")
+        };
+        assert_eq!(reason, "access_denied");
+        assert!(
+            detail.starts_with("access denied, or the object does not exist"),
+            "{detail}"
+        );
+        for needle in [
+            "s3://trail/AWSLogs/x.json.gz",
+            "s3:GetObject on arn:aws:s3:::trail/*",
+            "kms:Decrypt",
+            "lifecycle rule",
+        ] {
+            assert!(detail.contains(needle), "{needle}: {detail}");
+        }
+    }
 
     #[test]
     fn the_watermark_advances_only_over_a_gapless_prefix() {

@@ -404,6 +404,10 @@ async fn notifications_for_buckets_nobody_subscribed_are_dead_lettered_as_unknow
         "mixed-unknown".into(),
     ];
     let mut mixed: Value = serde_json::from_str(&s3_event(&stack.bucket, &good)).expect("json");
+    // Its made-up eTag would not match the object, which then reads as replaced and skipped.
+    if let Some(object) = mixed["Records"][0]["s3"]["object"].as_object_mut() {
+        object.remove("eTag");
+    }
     let unknown: Value = serde_json::from_str(&s3_event("mixed-unknown", &key)).expect("json");
     let second = unknown["Records"][0].clone();
     mixed["Records"]

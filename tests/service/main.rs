@@ -11,6 +11,7 @@ mod daemon;
 mod dlq;
 mod hostile;
 mod metrics;
+mod nodrops;
 mod offboard;
 mod preflight;
 mod security;

@@ -2,7 +2,10 @@
 
 use super::*;
 
-pub(super) fn bigpanda_checks(settings: &Settings, report: &mut Report<'_>) -> io::Result<()> {
+pub(super) async fn bigpanda_checks(
+    settings: &Settings,
+    report: &mut Report<'_>,
+) -> io::Result<()> {
     if settings.bigpanda.mode == SinkMode::Stdout {
         report.warn(
             "bigpanda.mode",
@@ -11,7 +14,13 @@ pub(super) fn bigpanda_checks(settings: &Settings, report: &mut Report<'_>) -> i
         )?;
         return Ok(());
     }
-    report.add(&base_url_finding(&settings.bigpanda.base_url))
+    let finding = base_url_finding(&settings.bigpanda.base_url);
+    report.add(&finding)?;
+    if finding.status != Status::Fail {
+        let timeout = Duration::from_secs(settings.bigpanda.request_timeout_seconds);
+        report.add(&super::endpoint::probe(&settings.bigpanda.base_url, timeout).await)?;
+    }
+    Ok(())
 }
 
 /// `bigpanda.base_url`: an http(s) URL of a host, not the changes endpoint itself, and not

@@ -136,6 +136,7 @@ fn sns_wrapped_s3_event_yields_the_decoded_key() {
             size: Some(2154),
             etag: Some("7b8f3c2a91d4e5f60718293a4b5c6d7e".into()),
             sequencer: Some("0067C9117F3A9E2B41".into()),
+            version_id: None,
         }]
     );
 }
@@ -774,6 +775,7 @@ fn object_ref_displays_as_an_s3_url() {
         size: None,
         etag: None,
         sequencer: None,
+        version_id: None,
     };
     assert_eq!(object.to_string(), "s3://b/journaux/été/x.json.gz");
 }

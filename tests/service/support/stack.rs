@@ -145,6 +145,11 @@ impl Stack {
             ("CTC__BIGPANDA__RATE_PER_MINUTE", "0".to_owned()),
             ("CTC__WORKER__RETRY_BACKOFF_SECONDS", "1".to_owned()),
             ("CTC__WORKER__CHANGE_RETRY_SECONDS", "5".to_owned()),
+            // Unknown buckets go to the DLQ at once (nodrops.rs tests the grace).
+            (
+                "CTC__SUBSCRIPTIONS__UNKNOWN_BUCKET_GRACE_SECONDS",
+                "0".to_owned(),
+            ),
             ("CTC__LOG__LEVEL", "info".to_owned()),
             (
                 "CTC__SUBSCRIPTIONS__ENCRYPTION_KEY",
