@@ -1124,6 +1124,9 @@ async fn thirty_two_large_objects_in_flight_at_once_stay_within_the_stated_memor
         .filter_map(|r| r.identifier().map(str::to_owned))
         .collect();
     sent.sort();
+    // At least once: on a loaded machine a message whose visibility lapsed is delivered
+    // twice (seen once: one identifier twice). Every change, each at least once.
+    sent.dedup();
     let mut expected: Vec<String> = objects.iter().map(|(_, _, id)| id.clone()).collect();
     expected.sort();
     assert_eq!(sent, expected);
