@@ -45,6 +45,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Longest pause we take from a `Retry-After`: a mistaken header must not silence a customer
 /// for hours, and one probe every few minutes is harmless to a throttled API.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// How long a 429 without `Retry-After` pauses its API key (for the whole fleet with the
+/// DynamoDB store).
+const THROTTLE_PAUSE: Duration = Duration::from_secs(2);
 /// How long a change may wait for its first turn (a slot, the end of a pause, a token) before
 /// its patience starts: a backstop far beyond any real wait, never reached in practice.
 const FIRST_TURN_WAIT: Duration = Duration::from_secs(24 * 3600);

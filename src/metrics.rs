@@ -53,6 +53,11 @@ pub const MESSAGES_DEAD_LETTERED: &str = "ctc_messages_dead_lettered_total";
 pub const STS_ASSUME_ROLE: &str = "ctc_sts_assume_role_total";
 /// 1, labelled with the version.
 pub const BUILD_INFO: &str = "ctc_build_info";
+/// Conditional writes of the fleet's pace items (DynamoDB store), by outcome (`ok`,
+/// `conflict`: another replica wrote first).
+pub const PACE_TABLE_WRITES: &str = "ctc_pace_table_writes_total";
+/// Token leases asked of the fleet's pace items, by outcome (`granted`, `empty`, `error`).
+pub const PACE_LEASES: &str = "ctc_pace_leases_total";
 
 /// Buckets for request and processing durations, seconds.
 const DURATION_BUCKETS: [f64; 14] = [
