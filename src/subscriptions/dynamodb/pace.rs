@@ -35,8 +35,8 @@ pub struct BucketState {
 pub struct Grant {
     /// Tokens leased now (0 when the bucket is empty or the key is paused).
     pub tokens: u32,
-    /// With no token: milliseconds until one can be leased (the end of the pause, or the
-    /// refill of one token).
+    /// With no token: milliseconds until a lease can be granted (the end of the pause, or
+    /// the refill of the tokens asked for).
     pub retry_in_ms: i64,
     /// The bucket after the lease; written only when tokens were leased or it is new.
     pub state: BucketState,
@@ -49,7 +49,7 @@ pub fn lease_size(rate_per_minute: u32) -> u32 {
     rate_per_minute.div_ceil(60).max(1)
 }
 
-/// Leases up to `want` tokens (at most [`lease_size`]) from `state` at `now_ms`.
+/// Leases `want` tokens (at most [`lease_size`]) from `state` at `now_ms`, or none.
 ///
 /// A new key starts empty, so the first minute sends no more than the rate either; refill is
 /// `rate_per_minute` tokens per 60 000 ms, capped at [`lease_size`]. A paused key leases
@@ -75,15 +75,16 @@ pub fn grant(state: Option<BucketState>, rate_per_minute: u32, want: u32, now_ms
             state,
         };
     }
-    let want = i64::from(want.clamp(1, lease_size(rate_per_minute)));
-    let tokens = (state.milli_tokens / 1000).min(want);
-    state.milli_tokens -= tokens * 1000;
-    // Milliseconds until the missing milli-tokens have refilled, rounded up.
-    let missing = 1000 - state.milli_tokens;
-    let retry_in_ms = if tokens > 0 {
-        0
+    // All or nothing: a replica waits for a whole lease rather than taking each token as it
+    // refills, so a busy key costs one write per lease, not one per change.
+    let want = i64::from(want.clamp(1, lease_size(rate_per_minute))) * 1000;
+    let (tokens, retry_in_ms) = if state.milli_tokens >= want {
+        state.milli_tokens -= want;
+        (want / 1000, 0)
     } else {
-        (missing * 60 + rate - 1) / rate
+        // Milliseconds until the missing milli-tokens have refilled, rounded up.
+        let missing = want - state.milli_tokens;
+        (0, (missing * 60 + rate - 1) / rate)
     };
     Grant {
         tokens: u32::try_from(tokens).unwrap_or(0),
@@ -107,7 +108,7 @@ pub fn paused(state: Option<BucketState>, until_ms: i64, now_ms: i64) -> BucketS
 }
 
 impl DynamoStore {
-    /// Leases up to `want` tokens of the key whose fingerprint is `key_id`, at
+    /// Leases `want` tokens (or none) of the key whose fingerprint is `key_id`, at
     /// `rate_per_minute` for the whole fleet.
     ///
     /// # Errors
@@ -252,19 +253,29 @@ mod tests {
     }
 
     #[test]
-    fn a_new_key_starts_empty_and_says_when_its_first_token_comes() {
+    fn a_new_key_starts_empty_and_says_when_its_first_lease_comes() {
         let g = grant(None, RATE, 10, 1_000_000);
         assert_eq!(g.tokens, 0);
-        assert_eq!(g.retry_in_ms, 100, "one token per 100 ms at 600/min");
+        assert_eq!(g.retry_in_ms, 1_000, "10 tokens take a second at 600/min");
         assert_eq!(g.state.at_ms, 1_000_000);
+        assert_eq!(
+            grant(None, RATE, 1, 0).retry_in_ms,
+            100,
+            "one token, 100 ms"
+        );
     }
 
     #[test]
     fn refill_follows_the_rate_and_stops_at_one_lease() {
         let start = grant(None, RATE, 10, 0).state;
         let g = grant(Some(start), RATE, 10, 450);
-        assert_eq!(g.tokens, 4, "450 ms at 10/s refill 4.5 tokens");
-        assert_eq!(g.state.milli_tokens, 500);
+        assert_eq!(
+            g.tokens, 0,
+            "450 ms at 10/s refill 4.5 tokens: not a whole lease"
+        );
+        assert_eq!((g.state.milli_tokens, g.retry_in_ms), (4_500, 550));
+        let g = grant(Some(g.state), RATE, 4, 450);
+        assert_eq!((g.tokens, g.state.milli_tokens), (4, 500));
         let idle = grant(Some(start), RATE, 10, 3_600_000);
         assert_eq!(idle.tokens, 10, "an hour idle saves only one lease");
         assert_eq!(idle.state.milli_tokens, 0);
@@ -292,8 +303,9 @@ mod tests {
         assert_eq!(p.milli_tokens, 0);
         let g = grant(Some(p), RATE, 10, 3_000);
         assert_eq!((g.tokens, g.retry_in_ms), (0, 2_000));
-        let after = grant(Some(g.state), RATE, 10, 5_300);
+        let after = grant(Some(g.state), RATE, 3, 5_300);
         assert_eq!(after.tokens, 3, "refill restarts after the pause");
+        assert_eq!(after.state.milli_tokens, 0);
     }
 
     #[test]
@@ -306,7 +318,7 @@ mod tests {
             paused_until_ms: 0,
             version: 3,
         };
-        let g = grant(Some(state), RATE, 10, 9_000);
+        let g = grant(Some(state), RATE, 2, 9_000);
         assert_eq!((g.tokens, g.state.at_ms), (2, 10_000));
     }
 }

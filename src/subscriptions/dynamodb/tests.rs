@@ -194,7 +194,10 @@ async fn replicas_racing_for_one_keys_tokens_never_lease_more_than_the_rate_allo
         replicas.push(tokio::spawn(async move {
             let mut leased = 0u64;
             while started.elapsed() < Duration::from_secs(3) {
-                let grant = store.lease_tokens("fp-busy", rate, 20).await.expect("lease");
+                let grant = store
+                    .lease_tokens("fp-busy", rate, 20)
+                    .await
+                    .expect("lease");
                 leased += u64::from(grant.tokens);
                 if grant.tokens == 0 {
                     let wait = u64::try_from(grant.retry_in_ms).unwrap_or(1);
@@ -214,8 +217,14 @@ async fn replicas_racing_for_one_keys_tokens_never_lease_more_than_the_rate_allo
     let ceiling = f64::from(rate) * elapsed / 60.0 + 20.0;
     assert!(leased as f64 <= ceiling, "leased {leased} > {ceiling:.0}");
     assert!(leased > 0, "the replicas leased nothing");
-    let other = first.lease_tokens("fp-idle", rate, 20).await.expect("lease");
-    assert_eq!(other.tokens, 0, "another key starts with its own empty bucket");
+    let other = first
+        .lease_tokens("fp-idle", rate, 20)
+        .await
+        .expect("lease");
+    assert_eq!(
+        other.tokens, 0,
+        "another key starts with its own empty bucket"
+    );
 }
 
 #[tokio::test]
@@ -226,14 +235,23 @@ async fn a_pause_written_by_one_replica_stops_the_leases_of_another_and_lists_st
     let other = second(&first).await;
     let until = SystemTime::now() + Duration::from_secs(30);
     let until_ms = i64::try_from(until.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
-    first.pause_key("fp-throttled", until_ms).await.expect("pause");
-    let grant = other.lease_tokens("fp-throttled", 600, 10).await.expect("lease");
+    first
+        .pause_key("fp-throttled", until_ms)
+        .await
+        .expect("pause");
+    let grant = other
+        .lease_tokens("fp-throttled", 600, 10)
+        .await
+        .expect("lease");
     assert_eq!(grant.tokens, 0);
     assert!(
         (25_000..=30_000).contains(&grant.retry_in_ms),
         "{}",
         grant.retry_in_ms
     );
-    assert!(first.list(None).await.expect("list").is_empty(), "a pace item is no subscription");
+    assert!(
+        first.list(None).await.expect("list").is_empty(),
+        "a pace item is no subscription"
+    );
     assert!(first.get("pace:fp-throttled").await.expect("get").is_none());
 }
