@@ -9,6 +9,7 @@
 mod api;
 mod daemon;
 mod dlq;
+mod fleet;
 mod hostile;
 mod offboard;
 mod preflight;
