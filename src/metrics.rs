@@ -58,6 +58,9 @@ pub const BUILD_INFO: &str = "ctc_build_info";
 pub const PACE_TABLE_WRITES: &str = "ctc_pace_table_writes_total";
 /// Token leases asked of the fleet's pace items, by outcome (`granted`, `empty`, `error`).
 pub const PACE_LEASES: &str = "ctc_pace_leases_total";
+/// 1 while delivery is paused (no receives, in-flight messages held and probed), by reason
+/// (`changes_api`); 0 otherwise.
+pub const DELIVERY_PAUSED: &str = "ctc_delivery_paused";
 
 /// Buckets for request and processing durations, seconds.
 const DURATION_BUCKETS: [f64; 14] = [

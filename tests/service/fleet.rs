@@ -71,7 +71,7 @@ fn changes_of(file: &str) -> usize {
 
 /// Puts every file `copies` times into `bucket` (each copy under its own key, so its changes
 /// are new ones); the number of changes expected.
-async fn put_backlog(stack: &Stack, bucket: &str, copies: usize) -> usize {
+pub(crate) async fn put_backlog(stack: &Stack, bucket: &str, copies: usize) -> usize {
     let mut expected = 0;
     for copy in 0..copies {
         for file in FILES {
@@ -113,7 +113,7 @@ async fn subscribe_with(api: std::net::SocketAddr, bucket: &str, api_key: &str, 
 }
 
 /// Distinct (identifier, object key) pairs accepted for `api_key`.
-fn delivered(stack: &Stack, api_key: Option<&str>) -> usize {
+pub(crate) fn delivered(stack: &Stack, api_key: Option<&str>) -> usize {
     let accepted = stack.bigpanda.accepted();
     let distinct: HashSet<(String, String)> = accepted
         .iter()
@@ -129,7 +129,12 @@ fn delivered(stack: &Stack, api_key: Option<&str>) -> usize {
     distinct.len()
 }
 
-async fn wait_delivered(stack: &Stack, api_key: Option<&str>, n: usize, timeout: Duration) {
+pub(crate) async fn wait_delivered(
+    stack: &Stack,
+    api_key: Option<&str>,
+    n: usize,
+    timeout: Duration,
+) {
     let started = Instant::now();
     while delivered(stack, api_key) < n && started.elapsed() < timeout {
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -12,6 +12,7 @@ mod dlq;
 mod fleet;
 mod hostile;
 mod offboard;
+mod outage;
 mod preflight;
 mod security;
 mod support;
