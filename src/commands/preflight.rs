@@ -18,6 +18,7 @@ use crate::aws::queue::{parse_queue_arn, parse_redrive_policy};
 use crate::forward::SinkMode;
 use crate::settings::Settings;
 use crate::subscriptions::{StoreError, StoreSpec, Subscription, Subscriptions};
+mod schedule;
 use crate::worker::fate::retry_delay;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::SdkConfig;
@@ -777,6 +778,11 @@ fn redrive_checks(
         count,
         &settings.worker.retry_backoff_seconds,
         retention,
+    ))?;
+    report.add(&schedule::schedule_finding(
+        count,
+        &settings.worker.retry_backoff_seconds,
+        settings.worker.change_retry_seconds,
     ))?;
     Ok(Some((target, count)))
 }
