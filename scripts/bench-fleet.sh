@@ -12,4 +12,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --test service fleet::three_replicas -- --nocapture --test-threads 1 2>&1 \
-  | grep -E '^three replicas:|^test result'
+  | grep -E 'three replicas:|test result'

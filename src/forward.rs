@@ -77,6 +77,10 @@ pub struct BigPandaSettings {
     pub base_url: String,
     /// Changes per minute per API key; 0 turns pacing off (benchmarks).
     pub rate_per_minute: u32,
+    /// BigPanda's weekly cap per API key, counted across the fleet (DynamoDB store) to show
+    /// the share used and warn at 80% and 100%; 0: not tracked. It never drops a change.
+    #[serde(default = "default_changes_per_week")]
+    pub changes_per_week: u64,
     /// POSTs in flight per API key.
     pub max_concurrency_per_key: usize,
     /// Timeout of one HTTP request, connection to end of body.
@@ -89,10 +93,15 @@ impl Default for BigPandaSettings {
             mode: SinkMode::Http,
             base_url: "https://api.bigpanda.io".into(),
             rate_per_minute: 400,
+            changes_per_week: default_changes_per_week(),
             max_concurrency_per_key: 4,
             request_timeout_seconds: 10,
         }
     }
+}
+
+fn default_changes_per_week() -> u64 {
+    50_000
 }
 
 /// A subscription's BigPanda keys.

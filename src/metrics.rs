@@ -61,6 +61,9 @@ pub const PACE_LEASES: &str = "ctc_pace_leases_total";
 /// 1 while delivery is paused (no receives, in-flight messages held and probed), by reason
 /// (`changes_api`); 0 otherwise.
 pub const DELIVERY_PAUSED: &str = "ctc_delivery_paused";
+/// The highest share of `bigpanda.changes_per_week` used this week by an API key this replica
+/// leased tokens for (DynamoDB store): 1.0 is the whole weekly cap.
+pub const WEEKLY_BUDGET_MAX_SHARE: &str = "ctc_weekly_budget_max_share";
 
 /// Buckets for request and processing durations, seconds.
 const DURATION_BUCKETS: [f64; 14] = [

@@ -66,6 +66,8 @@ impl Forwarder {
                     http.pacer.fleet = Some(fleet::Fleet {
                         store,
                         rate_per_minute: settings.rate_per_minute,
+                        changes_per_week: settings.changes_per_week,
+                        weekly: Mutex::new(HashMap::new()),
                     });
                 }
                 Sink::Http(Box::new(http))

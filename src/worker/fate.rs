@@ -110,6 +110,12 @@ pub struct RetryPolicy {
 /// - **stopped** (shutdown before it finished): release at once (visibility 0), no penalty;
 /// - **busy** (the subscription has its share of objects in flight): defer a few seconds
 ///   (`jitter` in 0..1 spreads them), no penalty beyond the receive count.
+///
+/// A Changes API outage (`bigpanda_unavailable` while no delivery of any customer succeeded
+/// within a change's patience) never reaches this decision while it lasts: the message is held
+/// in process with its heartbeat and tried again when delivery resumes
+/// ([`super::backpressure`]), so an outage spends no receive. A 429 never fails a change.
+/// Deferrals and releases still spend a receive each (not yet accounted for).
 #[must_use]
 pub fn decide(processed: Processed, receive_count: u32, policy: &RetryPolicy, jitter: f64) -> Fate {
     match processed {

@@ -18,6 +18,40 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 pub(in crate::forward) struct Fleet {
     pub(in crate::forward) store: DynamoStore,
     pub(in crate::forward) rate_per_minute: u32,
+    /// `bigpanda.changes_per_week`; 0: not tracked.
+    pub(in crate::forward) changes_per_week: u64,
+    /// Per key fingerprint: the week, the level warned about and the share used.
+    pub(in crate::forward) weekly: Mutex<HashMap<String, Weekly>>,
+}
+
+/// What this replica knows of one key's week.
+#[derive(Debug, Clone, Copy, Default)]
+pub(in crate::forward) struct Weekly {
+    week: i64,
+    level: Level,
+    share: f64,
+}
+
+/// How much of the weekly cap a key used: the levels that log a warning once a week.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(in crate::forward) enum Level {
+    #[default]
+    Under,
+    /// 80% or more.
+    Near,
+    /// 100% or more.
+    Over,
+}
+
+/// The level of `count` changes against a weekly cap of `cap` (not 0).
+pub(in crate::forward) fn level(count: u64, cap: u64) -> Level {
+    if count >= cap {
+        Level::Over
+    } else if count.saturating_mul(5) >= cap.saturating_mul(4) {
+        Level::Near
+    } else {
+        Level::Under
+    }
 }
 
 /// Tokens this process leased for one key.
@@ -88,6 +122,7 @@ impl Fleet {
         {
             Ok(grant) if grant.tokens > 0 => {
                 metrics::counter!(m::PACE_LEASES, "outcome" => "granted").increment(1);
+                self.note_week(key, grant.state.week, grant.state.week_count);
                 key.leased
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -104,6 +139,39 @@ impl Fleet {
                 STORE_RETRY
             }
         }
+    }
+
+    /// Updates the weekly share of `key` (its fleet-wide count from the lease), the gauge of
+    /// the highest share, and warns once a week per replica on reaching 80% and 100%.
+    fn note_week(&self, key: &KeyState, week: i64, count: i64) {
+        if self.changes_per_week == 0 {
+            return;
+        }
+        let count = u64::try_from(count).unwrap_or(0);
+        let now = level(count, self.changes_per_week);
+        let mut weekly = self.weekly.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = weekly.entry(key.id.0.clone()).or_default();
+        if entry.week != week {
+            *entry = Weekly {
+                week,
+                ..Weekly::default()
+            };
+        }
+        entry.share = count as f64 / self.changes_per_week as f64;
+        if now > entry.level {
+            entry.level = now;
+            let percent = if now == Level::Over { 100 } else { 80 };
+            tracing::warn!(
+                key = %key.id.0, changes = count, changes_per_week = self.changes_per_week,
+                "the API key has used {percent}% of its weekly BigPanda budget (changes are still sent)"
+            );
+        }
+        let max = weekly
+            .values()
+            .filter(|w| w.week == week)
+            .map(|w| w.share)
+            .fold(0.0, f64::max);
+        metrics::gauge!(m::WEEKLY_BUDGET_MAX_SHARE).set(max);
     }
 
     /// Writes `key`'s pause to the store so every replica waits for its end.
@@ -130,6 +198,15 @@ impl KeyState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_weekly_levels_are_at_eighty_and_one_hundred_percent() {
+        assert_eq!(level(39_999, 50_000), Level::Under);
+        assert_eq!(level(40_000, 50_000), Level::Near);
+        assert_eq!(level(49_999, 50_000), Level::Near);
+        assert_eq!(level(50_000, 50_000), Level::Over);
+        assert_eq!(level(90_000, 50_000), Level::Over);
+    }
 
     // `take` and `add` get `now` passed in, so the test moves time itself (no sleep, no
     // paused runtime needed).

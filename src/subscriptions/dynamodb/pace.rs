@@ -28,6 +28,10 @@ pub struct BucketState {
     pub at_ms: i64,
     pub paused_until_ms: i64,
     pub version: i64,
+    /// The week [`week_of`] the count is for, and the tokens leased in it (the changes sent,
+    /// give or take the few a lease leaves unused).
+    pub week: i64,
+    pub week_count: i64,
 }
 
 /// What a lease request got.
@@ -40,6 +44,15 @@ pub struct Grant {
     pub retry_in_ms: i64,
     /// The bucket after the lease; written only when tokens were leased or it is new.
     pub state: BucketState,
+}
+
+/// The week of `now_ms`, counted from Monday 5 January 1970 00:00 UTC: weeks start on
+/// Monday 00:00 UTC.
+#[must_use]
+pub fn week_of(now_ms: i64) -> i64 {
+    const MONDAY_MS: i64 = 4 * 86_400_000;
+    const WEEK_MS: i64 = 7 * 86_400_000;
+    (now_ms - MONDAY_MS).div_euclid(WEEK_MS)
 }
 
 /// A second's worth of `rate_per_minute` (at least one token): the size of one lease and the
@@ -78,8 +91,13 @@ pub fn grant(state: Option<BucketState>, rate_per_minute: u32, want: u32, now_ms
     // All or nothing: a replica waits for a whole lease rather than taking each token as it
     // refills, so a busy key costs one write per lease, not one per change.
     let want = i64::from(want.clamp(1, lease_size(rate_per_minute))) * 1000;
+    if state.week != week_of(now_ms) {
+        state.week = week_of(now_ms);
+        state.week_count = 0;
+    }
     let (tokens, retry_in_ms) = if state.milli_tokens >= want {
         state.milli_tokens -= want;
+        state.week_count += want / 1000;
         (want / 1000, 0)
     } else {
         // Milliseconds until the missing milli-tokens have refilled, rounded up.
@@ -171,6 +189,8 @@ impl DynamoStore {
             at_ms: number("at_ms"),
             paused_until_ms: number("paused_until_ms"),
             version: number("version"),
+            week: number("week"),
+            week_count: number("week_count"),
         };
         Ok((Some(state), now_ms))
     }
@@ -190,6 +210,8 @@ impl DynamoStore {
             ("at_ms".to_owned(), n(next.at_ms)),
             ("paused_until_ms".to_owned(), n(next.paused_until_ms)),
             ("version".to_owned(), n(version + 1)),
+            ("week".to_owned(), n(next.week)),
+            ("week_count".to_owned(), n(next.week_count)),
             (TTL_ATTRIBUTE.to_owned(), n(now() + PACE_TTL_SECONDS)),
         ]);
         let request = self
@@ -297,6 +319,30 @@ mod tests {
     }
 
     #[test]
+    fn weeks_start_on_monday_and_the_count_restarts_with_each_week() {
+        // 2024-05-06 was a Monday.
+        let monday = 1_714_953_600_000;
+        assert_eq!(week_of(monday - 1) + 1, week_of(monday));
+        assert_eq!(week_of(monday), week_of(monday + 7 * 86_400_000 - 1));
+        let start = grant(None, RATE, 10, monday - 3_000).state;
+        let sunday = grant(Some(start), RATE, 10, monday - 2_000);
+        assert_eq!((sunday.tokens, sunday.state.week_count), (10, 10));
+        let again = grant(Some(sunday.state), RATE, 10, monday - 1);
+        assert_eq!(
+            (again.tokens, again.state.week_count),
+            (10, 20),
+            "the same week adds up"
+        );
+        let monday_lease = grant(Some(sunday.state), RATE, 10, monday);
+        assert_eq!(
+            (monday_lease.tokens, monday_lease.state.week_count),
+            (10, 10),
+            "a new week starts from 0"
+        );
+        assert_eq!(monday_lease.state.week, week_of(monday));
+    }
+
+    #[test]
     fn a_paused_key_leases_nothing_until_the_pause_ends() {
         let start = grant(None, RATE, 10, 0).state;
         let p = paused(Some(start), 5_000, 2_000);
@@ -317,6 +363,7 @@ mod tests {
             at_ms: 10_000,
             paused_until_ms: 0,
             version: 3,
+            ..BucketState::default()
         };
         let g = grant(Some(state), RATE, 2, 9_000);
         assert_eq!((g.tokens, g.state.at_ms), (2, 10_000));

@@ -217,6 +217,16 @@ async fn replicas_racing_for_one_keys_tokens_never_lease_more_than_the_rate_allo
     let ceiling = f64::from(rate) * elapsed / 60.0 + 20.0;
     assert!(leased as f64 <= ceiling, "leased {leased} > {ceiling:.0}");
     assert!(leased > 0, "the replicas leased nothing");
+    // The weekly count (bigpanda.changes_per_week) is the fleet's: every replica's leases.
+    let last = first
+        .lease_tokens("fp-busy", rate, 20)
+        .await
+        .expect("lease");
+    assert_eq!(
+        u64::try_from(last.state.week_count).unwrap(),
+        leased + u64::from(last.tokens),
+        "the week's count holds every lease of every replica"
+    );
     let other = first
         .lease_tokens("fp-idle", rate, 20)
         .await
