@@ -3,7 +3,8 @@
 
 /// Messages received from SQS.
 pub const MESSAGES_RECEIVED: &str = "ctc_messages_received_total";
-/// Messages by fate: `delivered`, `skipped`, `retry`, `released`, `deferred`, `dead_lettered`.
+/// Messages by fate: `delivered`, `skipped`, `retry`, `released`, `requeued`, `deferred`,
+/// `dead_lettered`.
 pub const MESSAGES_FINISHED: &str = "ctc_messages_total";
 /// Skipped messages by skip reason.
 pub const MESSAGES_SKIPPED: &str = "ctc_messages_skipped_total";

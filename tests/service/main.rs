@@ -14,6 +14,7 @@ mod hostile;
 mod offboard;
 mod outage;
 mod preflight;
+mod requeue;
 mod security;
 mod support;
 mod worker;
