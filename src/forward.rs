@@ -3,8 +3,9 @@
 //! until the caller's deadline.
 //!
 //! Every send ends in one fate: accepted (any 2xx), rejected for good (400/404/409), the keys
-//! are wrong (401/403), given up at the deadline (429, 5xx, timeouts, connection errors and
-//! other statuses), or stopped by the cancellation token. The API is an upsert keyed on the
+//! are wrong (401/403), given up at the deadline (5xx, timeouts, connection errors and other
+//! statuses), or stopped by the cancellation token. A 429 is pacing: it pauses the key (for the
+//! whole fleet with the DynamoDB store) and uses up none of the change's patience. The API is an upsert keyed on the
 //! change's identifier, so sending a change again after an uncertain attempt is safe.
 //!
 //! It must never print or log an API key or app key: keys are [`SecretString`]s, the per-key
