@@ -5,8 +5,10 @@
 //! Every send ends in one fate: accepted (any 2xx), rejected for good (a 400/409 with
 //! BigPanda's JSON error body, see [`classify`]), the keys are wrong (401/403), the endpoint is
 //! wrong (a 404, a redirect, a 4xx that is not BigPanda's JSON, or a run of more than
-//! `max_consecutive_rejections` rejections for one key), given up at the deadline (429, 5xx,
-//! timeouts, connection errors and other statuses), or stopped by the cancellation token. The API is an upsert keyed on the
+//! `max_consecutive_rejections` rejections for one key), given up at the deadline (5xx,
+//! timeouts, connection errors and other statuses), or stopped by the cancellation token. A 429
+//! is pacing: it pauses the key (for the whole fleet with the DynamoDB store) and uses up none
+//! of the change's patience. The API is an upsert keyed on the
 //! change's identifier, so sending a change again after an uncertain attempt is safe.
 //!
 //! It must never print or log an API key or app key: keys are [`SecretString`]s, the per-key
@@ -49,6 +51,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Longest pause we take from a `Retry-After`: a mistaken header must not silence a customer
 /// for hours, and one probe every few minutes is harmless to a throttled API.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// How long a 429 without `Retry-After` pauses its API key (for the whole fleet with the
+/// DynamoDB store).
+const THROTTLE_PAUSE: Duration = Duration::from_secs(2);
 /// How long a change may wait for its first turn (a slot, the end of a pause, a token) before
 /// its patience starts: a backstop far beyond any real wait, never reached in practice.
 const FIRST_TURN_WAIT: Duration = Duration::from_secs(24 * 3600);
@@ -78,6 +83,10 @@ pub struct BigPandaSettings {
     pub base_url: String,
     /// Changes per minute per API key; 0 turns pacing off (benchmarks).
     pub rate_per_minute: u32,
+    /// BigPanda's weekly cap per API key, counted across the fleet (DynamoDB store) to show
+    /// the share used and warn at 80% and 100%; 0: not tracked. It never drops a change.
+    #[serde(default = "default_changes_per_week")]
+    pub changes_per_week: u64,
     /// POSTs in flight per API key.
     pub max_concurrency_per_key: usize,
     /// Timeout of one HTTP request, connection to end of body.
@@ -93,11 +102,16 @@ impl Default for BigPandaSettings {
             mode: SinkMode::Http,
             base_url: "https://api.bigpanda.io".into(),
             rate_per_minute: 400,
+            changes_per_week: default_changes_per_week(),
             max_concurrency_per_key: 4,
             request_timeout_seconds: 10,
             max_consecutive_rejections: 20,
         }
     }
+}
+
+fn default_changes_per_week() -> u64 {
+    50_000
 }
 
 /// A subscription's BigPanda keys.

@@ -7,7 +7,8 @@
 
 /// Messages received from SQS.
 pub const MESSAGES_RECEIVED: &str = "ctc_messages_received_total";
-/// Messages by fate: `delivered`, `skipped`, `retry`, `released`, `deferred`, `dead_lettered`.
+/// Messages by fate: `delivered`, `skipped`, `retry`, `released`, `requeued`, `deferred`,
+/// `dead_lettered`.
 pub const MESSAGES_FINISHED: &str = "ctc_messages_total";
 /// Skipped messages by skip reason.
 pub const MESSAGES_SKIPPED: &str = "ctc_messages_skipped_total";
@@ -62,6 +63,17 @@ pub const API_THROTTLED: &str = "ctc_api_throttled_total";
 /// Objects skipped because they were rewritten since their notification (`object_replaced`:
 /// GetObject's `If-Match` on the notified eTag failed).
 pub const OBJECTS_REPLACED: &str = "ctc_objects_replaced_total";
+/// Conditional writes of the fleet's pace items (DynamoDB store), by outcome (`ok`,
+/// `conflict`: another replica wrote first).
+pub const PACE_TABLE_WRITES: &str = "ctc_pace_table_writes_total";
+/// Token leases asked of the fleet's pace items, by outcome (`granted`, `empty`, `error`).
+pub const PACE_LEASES: &str = "ctc_pace_leases_total";
+/// 1 while delivery is paused (no receives, in-flight messages held and probed), by reason
+/// (`changes_api`); 0 otherwise.
+pub const DELIVERY_PAUSED: &str = "ctc_delivery_paused";
+/// The highest share of `bigpanda.changes_per_week` used this week by an API key this replica
+/// leased tokens for (DynamoDB store): 1.0 is the whole weekly cap.
+pub const WEEKLY_BUDGET_MAX_SHARE: &str = "ctc_weekly_budget_max_share";
 
 /// What a family is, for its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,11 +97,12 @@ pub struct Family {
 }
 
 /// Fates of a message (the values `worker`'s `settle` returns).
-pub const FATES: [&str; 6] = [
+pub const FATES: [&str; 7] = [
     "delivered",
     "skipped",
     "retry",
     "released",
+    "requeued",
     "deferred",
     "dead_lettered",
 ];
@@ -155,8 +168,9 @@ pub const CHANGE_OUTCOMES: [&str; 5] = [
 /// Status classes of a Changes API response (`error`: no response).
 pub const STATUS_CLASSES: [&str; 5] = ["2xx", "4xx", "429", "5xx", "error"];
 /// SQS operations that can fail.
-pub const SQS_OPERATIONS: [&str; 5] = [
+pub const SQS_OPERATIONS: [&str; 6] = [
     "receive",
+    "requeue",
     "delete",
     "change_visibility",
     "heartbeat",
@@ -201,6 +215,23 @@ fn drop_reasons() -> Vec<&'static str> {
         .map(crate::core::filter::Reason::as_str)
         .to_vec()
 }
+/// Outcomes of a pace item's conditional write.
+pub const PACE_WRITE_OUTCOMES: [&str; 2] = ["ok", "conflict"];
+/// Outcomes of a token lease.
+pub const PACE_LEASE_OUTCOMES: [&str; 3] = ["granted", "empty", "error"];
+/// Why delivery is paused.
+pub const PAUSE_REASONS: [&str; 1] = ["changes_api"];
+
+fn pace_write_outcomes() -> Vec<&'static str> {
+    PACE_WRITE_OUTCOMES.to_vec()
+}
+fn pace_lease_outcomes() -> Vec<&'static str> {
+    PACE_LEASE_OUTCOMES.to_vec()
+}
+fn pause_reasons() -> Vec<&'static str> {
+    PAUSE_REASONS.to_vec()
+}
+
 /// The subscription API's request limits (`subscriptions::api` limits).
 pub const API_LIMITS: [&str; 3] = ["client", "total", "key"];
 
@@ -242,7 +273,7 @@ fn skip_reasons() -> Vec<&'static str> {
 }
 
 /// Every family the daemon exports, in the README's order.
-pub const FAMILIES: [Family; 27] = [
+pub const FAMILIES: [Family; 31] = [
     Family {
         name: BUILD_INFO,
         kind: Kind::Gauge,
@@ -397,6 +428,30 @@ pub const FAMILIES: [Family; 27] = [
         name: OBJECTS_REPLACED,
         kind: Kind::Counter,
         help: "Objects skipped because they were rewritten since their notification.",
+        label: None,
+    },
+    Family {
+        name: PACE_TABLE_WRITES,
+        kind: Kind::Counter,
+        help: "Conditional writes of the fleet's pace items, by outcome.",
+        label: Some(("outcome", pace_write_outcomes)),
+    },
+    Family {
+        name: PACE_LEASES,
+        kind: Kind::Counter,
+        help: "Token leases asked of the fleet's pace items, by outcome.",
+        label: Some(("outcome", pace_lease_outcomes)),
+    },
+    Family {
+        name: DELIVERY_PAUSED,
+        kind: Kind::Gauge,
+        help: "1 while delivery is paused by an outage, by reason; 0 otherwise.",
+        label: Some(("reason", pause_reasons)),
+    },
+    Family {
+        name: WEEKLY_BUDGET_MAX_SHARE,
+        kind: Kind::Gauge,
+        help: "Highest share of bigpanda.changes_per_week used this week by a key of this replica.",
         label: None,
     },
     Family {

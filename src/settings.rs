@@ -451,6 +451,12 @@ fn validate_worker(
         1_000_000,
     )?;
     in_range(
+        "bigpanda.changes_per_week",
+        bigpanda.changes_per_week,
+        0,
+        1_000_000_000,
+    )?;
+    in_range(
         "bigpanda.max_concurrency_per_key",
         bigpanda.max_concurrency_per_key as u64,
         1,

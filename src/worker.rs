@@ -3,6 +3,7 @@
 //! a heartbeat keeps its visibility while it runs, and [`fate::decide`] settles how it ends.
 //! The worker never deletes a message whose changes were not all accepted (or refused for good).
 
+pub mod backpressure;
 mod early;
 pub mod fairness;
 pub mod fate;
@@ -48,6 +49,7 @@ pub struct Shared {
     pub health: Arc<Health>,
     retry: RetryPolicy,
     fairness: fairness::Fairness,
+    backpressure: backpressure::Backpressure,
     deletes: mpsc::Sender<Deletion>,
     moved: moved::Moved,
 }
@@ -79,6 +81,7 @@ impl Worker {
         let cap = settings.worker.max_inflight_per_subscription;
         let max_waiting = settings.worker.max_inflight_messages.saturating_sub(cap);
         let fairness = fairness::Fairness::new(cap, max_waiting);
+        let backpressure = backpressure::Backpressure::new(settings.worker.change_retry());
         let (deletes, rx) = mpsc::channel(1024);
         // The deleter holds no `Shared`: it ends when the last sender (in `Shared`) is dropped.
         let deleter = tokio::spawn(delete_loop(queue.clone(), Arc::clone(&subscriptions), rx));
@@ -92,6 +95,7 @@ impl Worker {
             health,
             retry,
             fairness,
+            backpressure,
             deletes,
             moved: moved::Moved::new(moved::CAPACITY),
         });

@@ -13,7 +13,7 @@ use crate::settings::Settings;
 use crate::shutdown::cancel_on_signal;
 use crate::subscriptions::api::{self, ApiState};
 use crate::subscriptions::cache::Lookup;
-use crate::subscriptions::{Rows, Subscriptions};
+use crate::subscriptions::{AnyStore, Rows, Subscriptions};
 use crate::worker::health::Health;
 use crate::worker::{Handled, Worker};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -86,7 +86,11 @@ impl Daemon {
             ops::router(Arc::clone(&health), metrics.clone()),
         )
         .await?;
-        let forwarder = Arc::new(Forwarder::new(&settings.bigpanda)?);
+        // With the DynamoDB store, the replicas share each API key's rate through it.
+        let forwarder = Arc::new(match parts.subscriptions.store() {
+            AnyStore::DynamoDb(store) => Forwarder::for_fleet(&settings.bigpanda, store.clone())?,
+            AnyStore::Sqlite(_) => Forwarder::new(&settings.bigpanda)?,
+        });
         let subscriptions = Arc::clone(&parts.subscriptions);
         let worker = Worker::new(
             settings,

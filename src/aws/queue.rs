@@ -14,6 +14,8 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 use std::collections::HashMap;
 
+mod requeue;
+
 /// Longest `failure_detail` attribute written to the DLQ.
 const MAX_DETAIL_CHARS: usize = 1024;
 

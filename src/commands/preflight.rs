@@ -39,6 +39,7 @@ mod identity;
 mod queue;
 mod queue_url;
 mod roles;
+mod schedule;
 mod store;
 
 pub use bigpanda::base_url_finding;

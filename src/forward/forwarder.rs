@@ -48,6 +48,36 @@ impl Forwarder {
         })
     }
 
+    /// Builds the forwarder of a fleet replica: like [`Forwarder::new`], but each API key's
+    /// token bucket and pause live in `store`, shared by every replica, so
+    /// `bigpanda.rate_per_minute` is the key's rate for the whole fleet.
+    ///
+    /// # Errors
+    /// [`BuildError`] when a setting is out of range or the HTTP client cannot be built.
+    pub fn for_fleet(
+        settings: &BigPandaSettings,
+        store: crate::subscriptions::dynamodb::DynamoStore,
+    ) -> Result<Self, BuildError> {
+        let sink = match settings.mode {
+            SinkMode::Stdout => Sink::Stdout(Mutex::new(Box::new(std::io::stdout()))),
+            SinkMode::Http => {
+                let mut http = Http::new(settings)?;
+                if settings.rate_per_minute > 0 {
+                    http.pacer.fleet = Some(fleet::Fleet {
+                        store,
+                        rate_per_minute: settings.rate_per_minute,
+                        changes_per_week: settings.changes_per_week,
+                        weekly: Mutex::new(HashMap::new()),
+                    });
+                }
+                Sink::Http(Box::new(http))
+            }
+        };
+        Ok(Forwarder {
+            sink: Arc::new(sink),
+        })
+    }
+
     /// Delivers one change (`body` is the serialized change JSON, `identifier` its eventID)
     /// with `keys`.
     ///

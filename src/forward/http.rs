@@ -17,10 +17,12 @@ pub(super) struct Http {
 pub(super) enum Attempt {
     /// The send's fate is known: accepted, rejected, unauthorized or stopped.
     Final(Result<Delivery, ForwardError>),
-    /// A transient failure; `retry_after` when the API asked to slow down.
+    /// A transient failure; `retry_after` when the API asked to slow down, `throttled` for a
+    /// 429 (pacing: it uses up no patience).
     Retry {
         reason: String,
         retry_after: Option<Duration>,
+        throttled: bool,
     },
 }
 
@@ -66,41 +68,51 @@ impl Http {
         // the key's turn before that is pacing, not failing. With many replicas sharing a low
         // rate, the wait alone can outlast the patience. It stays bounded: slots are freed by
         // attempts, which have deadlines, tokens come at the rate and a pause lasts 300 s at most.
-        let patience = job.deadline.saturating_duration_since(Instant::now());
+        // A 429 is pacing too: its attempt gives its time back and the next turn is waited for
+        // like the first.
+        let mut patience = job.deadline.saturating_duration_since(Instant::now());
         let mut job = Job {
             identifier: job.identifier,
             body: job.body.clone(),
             deadline: Instant::now() + FIRST_TURN_WAIT,
             stop: job.stop,
         };
-        let (mut attempts, mut failures) = (0, 0);
+        let (mut attempts, mut failures, mut waiting_turn) = (0, 0, true);
         let mut last = String::new();
         loop {
-            let outcome = match self.pacer.admit(&key, job.deadline, job.stop).await {
+            let (started, outcome) = match self.pacer.admit(&key, job.deadline, job.stop).await {
                 Ok(_permit) => {
-                    if attempts == 0 {
+                    if waiting_turn {
                         job.deadline = Instant::now() + patience;
+                        waiting_turn = false;
                     }
                     attempts += 1;
-                    self.attempt(&headers, &job).await
+                    let started = Instant::now();
+                    (started, self.attempt(&headers, &job).await)
                 }
                 Err(why) => return Err(job.interrupted(why, attempts, &last)),
             };
-            let retry_after = match outcome {
+            let (retry_after, throttled) = match outcome {
                 Attempt::Final(result) => {
                     return self.rejections.judge(keys, &job, &self.url, result)
                 }
                 Attempt::Retry {
                     reason,
                     retry_after,
+                    throttled,
                 } => {
                     last = reason;
-                    retry_after.filter(|pause| !pause.is_zero())
+                    (retry_after.filter(|pause| !pause.is_zero()), throttled)
                 }
             };
+            if throttled {
+                patience = job.deadline.saturating_duration_since(started);
+                job.deadline = Instant::now() + FIRST_TURN_WAIT;
+                waiting_turn = true;
+            }
             let delay = if let Some(pause) = retry_after {
                 // The key's pause does the waiting; being throttled is not a failure.
-                key.pause(job.identifier, pause);
+                self.pacer.pause(&key, job.identifier, pause).await;
                 Duration::ZERO
             } else {
                 failures += 1;
@@ -133,7 +145,7 @@ impl Http {
                 Ok(response) => judge(response, job, &self.url).await,
                 Err(error) => {
                     metrics::counter!(m::BIGPANDA_REQUESTS, "status_class" => "error").increment(1);
-                    Attempt::Retry { reason: error_chain(&error), retry_after: None }
+                    Attempt::Retry { reason: error_chain(&error), retry_after: None, throttled: false }
                 }
             },
         };
@@ -202,6 +214,7 @@ pub(super) async fn judge(mut response: reqwest::Response, job: &Job<'_>, url: &
         Verdict::Transient => Attempt::Retry {
             reason: format!("HTTP {code}: {body}"),
             retry_after: None,
+            throttled: false,
         },
     }
 }
@@ -261,8 +274,10 @@ impl Rejections {
     }
 }
 
-/// A 429, 5xx or unexpected status: retried, after the `Retry-After` of a 429/503 if any.
+/// A 429, 5xx or unexpected status: retried, after the `Retry-After` of a 429/503 if any; a
+/// 429 without one pauses the key for [`THROTTLE_PAUSE`].
 pub(super) async fn transient(mut response: reqwest::Response, status: StatusCode) -> Attempt {
+    let throttled = status == StatusCode::TOO_MANY_REQUESTS;
     let retry_after = match status {
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => response
             .headers()
@@ -271,7 +286,8 @@ pub(super) async fn transient(mut response: reqwest::Response, status: StatusCod
             .and_then(|v| parse_retry_after(v, SystemTime::now())),
         _ => None,
     };
-    if status == StatusCode::TOO_MANY_REQUESTS || retry_after.is_some() {
+    let retry_after = retry_after.or(throttled.then_some(THROTTLE_PAUSE));
+    if throttled || retry_after.is_some() {
         metrics::counter!(m::BIGPANDA_THROTTLED).increment(1);
     }
     let body = read_prefix(&mut response, TRANSIENT_BODY_LIMIT).await;
@@ -284,6 +300,7 @@ pub(super) async fn transient(mut response: reqwest::Response, status: StatusCod
     Attempt::Retry {
         reason,
         retry_after,
+        throttled,
     }
 }
 

@@ -1,24 +1,33 @@
 //! Pacing per API key: a concurrency limit, the pause a 429 or 503 with Retry-After asks for,
-//! and a token bucket at `bigpanda.rate_per_minute`.
+//! and a token bucket at `bigpanda.rate_per_minute`: in this process with a SQLite store (one
+//! node), shared by the whole fleet through the DynamoDB store otherwise ([`fleet`]).
 
 use super::*;
+
+pub(super) mod fleet;
 
 /// The per-key pause, concurrency slots and token bucket.
 pub(super) struct Pacer {
     /// `None` when pacing is off.
     pub(super) limiter: Option<DefaultKeyedRateLimiter<KeyId>>,
+    /// The fleet's bucket, which replaces `limiter` when set.
+    pub(super) fleet: Option<fleet::Fleet>,
     pub(super) concurrency: usize,
     pub(super) keys: Mutex<HashMap<KeyId, Arc<KeyState>>>,
 }
 
 /// An API key's one-way fingerprint: what the per-key maps are keyed by, safe to print.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct KeyId(String);
+pub(super) struct KeyId(pub(super) String);
 
 pub(super) struct KeyState {
     pub(super) id: KeyId,
     pub(super) slots: Semaphore,
     pub(super) paused_until: Mutex<Option<Instant>>,
+    /// Tokens leased from the fleet's bucket and not used yet.
+    pub(super) leased: Mutex<fleet::Leased>,
+    /// One lease request per key per process at a time.
+    pub(super) leasing: tokio::sync::Mutex<()>,
 }
 
 /// Why a wait ended without a go.
@@ -45,6 +54,7 @@ impl Pacer {
     pub(super) fn new(rate_per_minute: u32, concurrency: usize) -> Self {
         Pacer {
             limiter: quota(rate_per_minute).map(DefaultKeyedRateLimiter::keyed),
+            fleet: None,
             concurrency,
             keys: Mutex::new(HashMap::new()),
         }
@@ -66,6 +76,8 @@ impl Pacer {
                 id,
                 slots: Semaphore::new(self.concurrency),
                 paused_until: Mutex::new(None),
+                leased: Mutex::new(fleet::Leased::default()),
+                leasing: tokio::sync::Mutex::new(()),
             })
         });
         Arc::clone(state)
@@ -104,6 +116,9 @@ impl Pacer {
         key: &KeyState,
         until: &Until<'_>,
     ) -> Result<(), Interrupted> {
+        if let Some(fleet) = &self.fleet {
+            return fleet.wait_token(key, until).await;
+        }
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
@@ -116,6 +131,17 @@ impl Pacer {
                 return Err(Interrupted::Deadline(WAIT_TOKEN));
             }
             until.race(sleep_until(wake), WAIT_TOKEN).await?;
+        }
+    }
+}
+
+impl Pacer {
+    /// Pauses every send of `key` for `pause` in this process, and in the whole fleet when
+    /// the bucket is shared.
+    pub(super) async fn pause(&self, key: &KeyState, identifier: &str, pause: Duration) {
+        key.pause(identifier, pause);
+        if let Some(fleet) = &self.fleet {
+            fleet.pause(key, pause.min(MAX_RETRY_AFTER)).await;
         }
     }
 }

@@ -891,3 +891,21 @@ async fn waiting_for_the_keys_turn_does_not_use_up_a_changes_patience() {
     assert!(matches!(first.await.unwrap(), Ok(Delivery::Accepted)));
     assert_eq!(stand.count("api-1"), 2);
 }
+
+#[tokio::test]
+async fn a_429_is_pacing_and_uses_up_none_of_a_changes_patience() {
+    let (stand, addr) = stand_in().await;
+    let with_retry_after = Reply {
+        headers: vec![("retry-after", "1".into())],
+        ..reply(429)
+    };
+    stand.script("api-1", vec![reply(429), with_retry_after, reply(204)]);
+    let forwarder = forwarder(addr, |_| {});
+    // A patience of 0.5 s, far less than the pauses (2 s without Retry-After, then 1 s).
+    let delivery = send_one(&forwarder, "api-1", in_secs(0.5)).await;
+    assert_eq!(delivery.unwrap(), Delivery::Accepted);
+    let arrivals = stand.arrivals("api-1");
+    assert_eq!(arrivals.len(), 3);
+    assert!(arrivals[1] - arrivals[0] >= THROTTLE_PAUSE - Duration::from_millis(10));
+    assert!(arrivals[2] - arrivals[1] >= Duration::from_millis(990));
+}

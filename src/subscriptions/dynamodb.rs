@@ -24,7 +24,9 @@ use super::store::{
 };
 
 mod items;
+pub mod pace;
 use items::*;
+use pace::PACE_PREFIX;
 
 const BACKEND: &str = "dynamodb";
 /// The global secondary index `list(Some(owner))` queries.
@@ -340,8 +342,10 @@ impl DynamoStore {
             .scan()
             .table_name(&self.table)
             .filter_expression(
-                "NOT begins_with(bucket_name, :checkpoint) AND NOT begins_with(bucket_name, :tombstone)",
+                "NOT begins_with(bucket_name, :checkpoint) AND NOT begins_with(bucket_name, :tombstone) \
+                 AND NOT begins_with(bucket_name, :pace)",
             )
+            .expression_attribute_values(":pace", s(PACE_PREFIX))
             .expression_attribute_values(":checkpoint", s(CHECKPOINT_PREFIX))
             .expression_attribute_values(":tombstone", s(TOMBSTONE_PREFIX))
             .consistent_read(true)

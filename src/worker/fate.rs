@@ -73,6 +73,9 @@ pub enum Fate {
     },
     /// Hand it back now (visibility 0): another worker or replica takes it.
     Release,
+    /// Put a copy back on the queue, then delete this one: handed back without a real attempt
+    /// on its last allowed receive, where a release would let SQS dead-letter it.
+    Requeue,
     /// Give it back after a short delay without counting a failure.
     Defer { seconds: u32 },
     /// Copy it to the dead-letter queue with its reason, then delete it.
@@ -107,9 +110,19 @@ pub struct RetryPolicy {
 ///   visible again after a backoff that grows with `receive_count` — *unless* this was the last
 ///   receive before SQS would move it to the DLQ on its own, in which case the daemon moves it
 ///   itself, so the DLQ copy carries the reason;
-/// - **stopped** (shutdown before it finished): release at once (visibility 0), no penalty;
+/// - **stopped** (shutdown before it finished): release at once (visibility 0), no penalty —
+///   *unless* this was the last receive before SQS would move it to the DLQ on its own: then
+///   requeue a copy (send, then delete the original), whose receive count starts again;
 /// - **busy** (the subscription has its share of objects in flight): defer a few seconds
 ///   (`jitter` in 0..1 spreads them), no penalty beyond the receive count.
+///
+/// A Changes API outage (`bigpanda_unavailable` while no delivery of any customer succeeded
+/// within a change's patience) never reaches this decision while it lasts: the message is held
+/// in process with its heartbeat and tried again when delivery resumes
+/// ([`super::backpressure`]), so an outage spends no receive. A 429 never fails a change.
+/// A deferral spends a receive, so near `maxReceiveCount` a busy subscription's message waits
+/// for its slot instead ([`super::handle`]'s `claim`); a release on the last receive becomes a
+/// requeue.
 #[must_use]
 pub fn decide(processed: Processed, receive_count: u32, policy: &RetryPolicy, jitter: f64) -> Fate {
     match processed {
@@ -120,7 +133,15 @@ pub fn decide(processed: Processed, receive_count: u32, policy: &RetryPolicy, ji
         Processed::Failed(Failure::Poison { reason, detail }) => {
             Fate::DeadLetter { reason, detail }
         }
-        Processed::Failed(Failure::Stopped) => Fate::Release,
+        Processed::Failed(Failure::Stopped) => {
+            if policy
+                .max_receive_count
+                .is_some_and(|max| receive_count >= max)
+            {
+                return Fate::Requeue;
+            }
+            Fate::Release
+        }
         Processed::Failed(Failure::Busy) => {
             let spread = f64::from(policy.defer_seconds) * (1.0 + jitter.clamp(0.0, 1.0));
             Fate::Defer {
@@ -247,9 +268,10 @@ mod tests {
     #[test]
     fn stopping_releases_and_busy_defers_without_reaching_the_dlq() {
         let p = policy(Some(1));
+        // On the only receive SQS allows, a release would be a dead letter: requeue instead.
         assert_eq!(
             decide(Processed::Failed(Failure::Stopped), 1, &p, 0.5),
-            Fate::Release
+            Fate::Requeue
         );
         assert_eq!(
             decide(Processed::Failed(Failure::Busy), 1, &p, 0.0),
@@ -259,6 +281,15 @@ mod tests {
             decide(Processed::Failed(Failure::Busy), 1, &p, 1.0),
             Fate::Defer { seconds: 20 }
         );
+    }
+
+    #[test]
+    fn stopping_on_the_last_allowed_receive_requeues_a_copy_instead_of_releasing() {
+        let p = policy(Some(3));
+        let stopped = || Processed::Failed(Failure::Stopped);
+        assert_eq!(decide(stopped(), 2, &p, 0.5), Fate::Release);
+        assert_eq!(decide(stopped(), 3, &p, 0.5), Fate::Requeue);
+        assert_eq!(decide(stopped(), 9, &policy(None), 0.5), Fate::Release);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub(super) async fn handle_one(
             message.receipt_handle.clone(),
             done.clone(),
         ));
-        let report = process(shared, &message, abort).await;
+        let report = process_held(shared, &message, abort).await;
         done.cancel();
         let _ = heartbeat.await;
         let fate = fate::decide(
@@ -64,6 +64,27 @@ pub(super) async fn handle_one(
     }
     .instrument(span)
     .await
+}
+
+/// [`process`], held and tried again (as a probe) while delivery is paused by an outage of the
+/// Changes API, so the outage spends no receive (see [`super::backpressure`]). Released with
+/// visibility 0 when `abort` fires while held.
+pub(super) async fn process_held(
+    shared: &Shared,
+    message: &Received,
+    abort: &CancellationToken,
+) -> Report {
+    loop {
+        let mut report = process(shared, message, abort).await;
+        if !shared.backpressure.record(&report.processed) {
+            return report;
+        }
+        if !shared.backpressure.hold(abort).await {
+            shared.backpressure.abandon_probe();
+            report.processed = Processed::Failed(Failure::Stopped);
+            return report;
+        }
+    }
 }
 
 /// Extends the message's visibility at half its timeout until `done`.

@@ -14,6 +14,8 @@ pub(super) async fn poll_loop(
     let sqs = &shared.settings.sqs;
     let mut failures = 0u32;
     loop {
+        // While the Changes API is down for everyone, receive nothing (backpressure).
+        shared.backpressure.wait_open(&stop).await;
         // Receive only what can start now: a message waiting for a slot would be invisible
         // to other replicas for nothing.
         let first = tokio::select! {

@@ -46,6 +46,7 @@ pub(super) async fn settle(
             set_visibility(shared, handle, 0).await;
             "released"
         }
+        Fate::Requeue => requeue(shared, message).await,
         Fate::Defer { seconds } => {
             tracing::debug!(seconds, "subscription busy; deferred");
             set_visibility(shared, handle, seconds).await;
@@ -62,6 +63,24 @@ pub(super) async fn settle(
     };
     metrics::counter!(m::MESSAGES_FINISHED, "fate" => outcome).increment(1);
     outcome
+}
+
+/// Sends a copy, then deletes the original (its checkpoints stay for the copy to resume
+/// from); if the copy fails, releases it instead.
+async fn requeue(shared: &Shared, message: &Received) -> &'static str {
+    match shared.queue.send_copy(&message.body).await {
+        Ok(()) => {
+            tracing::info!("requeued as a new copy (stopped on its last allowed receive)");
+            delete_later(shared, message, Vec::new()).await;
+            "requeued"
+        }
+        Err(e) => {
+            metrics::counter!(m::SQS_ERRORS, "operation" => "requeue").increment(1);
+            tracing::warn!(error = %e, "cannot requeue a copy; releasing the message");
+            set_visibility(shared, &message.receipt_handle, 0).await;
+            "released"
+        }
+    }
 }
 
 pub(super) async fn set_visibility(shared: &Shared, handle: &str, seconds: u32) {

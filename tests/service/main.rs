@@ -9,11 +9,14 @@
 mod api;
 mod daemon;
 mod dlq;
+mod fleet;
 mod hostile;
 mod metrics;
 mod nodrops;
 mod offboard;
+mod outage;
 mod preflight;
+mod requeue;
 mod security;
 mod support;
 mod tenancy;

@@ -70,6 +70,10 @@ async fn set_attribute(stack: &Stack, url: &str, name: QueueAttributeName, value
         .unwrap_or_else(|e| panic!("SetQueueAttributes {name} on {url}: {e:?}"));
 }
 
+/// A retry schedule that covers hours with the stack's maxReceiveCount of 5, so `check` has no
+/// `retry schedule` warning (the stack's own 1 s backoff covers seconds).
+const LONG_BACKOFF: (&str, &str) = ("CTC__WORKER__RETRY_BACKOFF_SECONDS", "3600");
+
 /// A stack whose DLQ keeps messages 14 days and whose store seals keys: nothing to warn about.
 async fn good_stack(name: &str) -> Stack {
     let stack = Stack::new(name, 5, None).await;
@@ -85,7 +89,10 @@ async fn good_stack(name: &str) -> Stack {
 }
 
 fn good_settings(stack: &Stack, extra: &[(&str, &str)]) -> Settings {
-    let mut all = vec![("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY", ENCRYPTION_KEY)];
+    let mut all = vec![
+        ("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY", ENCRYPTION_KEY),
+        LONG_BACKOFF,
+    ];
     all.extend_from_slice(extra);
     stack.settings(&all)
 }
@@ -576,7 +583,10 @@ async fn the_check_command_exits_zero_for_a_good_setup_and_one_for_a_bad_one() {
     subscribe(&settings, &stack.bucket, &role("Reader"), "ext-1").await;
     let missing = format!("{}/{ACCOUNT_ID}/gone", stack.moto.endpoint());
     let run = |extra: &[(&str, &str)], args: &[&str]| {
-        let mut env = vec![("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY", ENCRYPTION_KEY)];
+        let mut env = vec![
+            ("CTC__SUBSCRIPTIONS__ENCRYPTION_KEY", ENCRYPTION_KEY),
+            LONG_BACKOFF,
+        ];
         env.extend_from_slice(extra);
         crate::support::binary::command(&[&["check"], args].concat(), stack.env(&env))
             .output()

@@ -205,6 +205,11 @@ pub(super) fn redrive_checks(
         &settings.worker.retry_backoff_seconds,
         retention,
     ))?;
+    report.add(&super::schedule::schedule_finding(
+        count,
+        &settings.worker.retry_backoff_seconds,
+        settings.worker.change_retry_seconds,
+    ))?;
     Ok(Some((target, count)))
 }
 

@@ -10,9 +10,11 @@ pub(super) fn n(value: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// A checkpoint or tombstone key: never a subscription.
+/// A checkpoint, tombstone or pace key: never a subscription.
 pub(super) fn is_checkpoint_key(bucket: &str) -> bool {
-    bucket.starts_with(CHECKPOINT_PREFIX) || bucket.starts_with(TOMBSTONE_PREFIX)
+    bucket.starts_with(CHECKPOINT_PREFIX)
+        || bucket.starts_with(TOMBSTONE_PREFIX)
+        || bucket.starts_with(PACE_PREFIX)
 }
 
 pub(super) fn tombstone_key(bucket: &str) -> String {

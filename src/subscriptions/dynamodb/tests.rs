@@ -178,3 +178,90 @@ async fn unreachable_endpoint_is_unavailable_naming_the_table() {
     assert_eq!((backend, operation), ("dynamodb", "get"));
     assert!(detail.contains("ctc-nowhere"), "{detail}");
 }
+
+// ---- the fleet's pace items ----
+
+#[tokio::test]
+async fn replicas_racing_for_one_keys_tokens_never_lease_more_than_the_rate_allows() {
+    let Some(first) = store("pace-race").await else {
+        return;
+    };
+    let rate = 1200; // 20 a second, leases of 20
+    let started = Instant::now();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let store = second(&first).await;
+        replicas.push(tokio::spawn(async move {
+            let mut leased = 0u64;
+            while started.elapsed() < Duration::from_secs(3) {
+                let grant = store
+                    .lease_tokens("fp-busy", rate, 20)
+                    .await
+                    .expect("lease");
+                leased += u64::from(grant.tokens);
+                if grant.tokens == 0 {
+                    let wait = u64::try_from(grant.retry_in_ms).unwrap_or(1);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }
+            leased
+        }));
+    }
+    let mut leased = 0;
+    for replica in replicas {
+        leased += replica.await.expect("replica");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // The bucket starts empty and holds one lease at most: never more than the rate over
+    // the elapsed time plus one lease, whatever the interleaving of the replicas.
+    let ceiling = f64::from(rate) * elapsed / 60.0 + 20.0;
+    assert!(leased as f64 <= ceiling, "leased {leased} > {ceiling:.0}");
+    assert!(leased > 0, "the replicas leased nothing");
+    // The weekly count (bigpanda.changes_per_week) is the fleet's: every replica's leases.
+    let last = first
+        .lease_tokens("fp-busy", rate, 20)
+        .await
+        .expect("lease");
+    assert_eq!(
+        u64::try_from(last.state.week_count).unwrap(),
+        leased + u64::from(last.tokens),
+        "the week's count holds every lease of every replica"
+    );
+    let other = first
+        .lease_tokens("fp-idle", rate, 20)
+        .await
+        .expect("lease");
+    assert_eq!(
+        other.tokens, 0,
+        "another key starts with its own empty bucket"
+    );
+}
+
+#[tokio::test]
+async fn a_pause_written_by_one_replica_stops_the_leases_of_another_and_lists_stay_clean() {
+    let Some(first) = store("pace-pause").await else {
+        return;
+    };
+    let other = second(&first).await;
+    let until = SystemTime::now() + Duration::from_secs(30);
+    let until_ms = i64::try_from(until.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    first
+        .pause_key("fp-throttled", until_ms)
+        .await
+        .expect("pause");
+    let grant = other
+        .lease_tokens("fp-throttled", 600, 10)
+        .await
+        .expect("lease");
+    assert_eq!(grant.tokens, 0);
+    assert!(
+        (25_000..=30_000).contains(&grant.retry_in_ms),
+        "{}",
+        grant.retry_in_ms
+    );
+    assert!(
+        first.list(None).await.expect("list").is_empty(),
+        "a pace item is no subscription"
+    );
+    assert!(first.get("pace:fp-throttled").await.expect("get").is_none());
+}

@@ -5,13 +5,15 @@
 //! 1. `401` without `Authorization: Bearer <key>`, or with a key given to `reject_api_key`;
 //! 2. `400` without `x-bp-app-key`, or when the body is not a JSON object with a non-empty
 //!    string `identifier` (what the real API does with a malformed change);
-//! 3. the next scripted [`Reply`], if any;
-//! 4. the default: `204` with no body, the documented answer (change-model.md; 200 and 201
+//! 3. `429` (no `Retry-After`) when `limit_per_key` is set and the API key already had that
+//!    many requests accepted within the sliding window (BigPanda's limit per organisation);
+//! 4. the next scripted [`Reply`], if any;
+//! 5. the default: `204` with no body, the documented answer (change-model.md; 200 and 201
 //!    are seen too, `set_default` picks another).
 //!
-//! Requests refused in steps 1-2 do not consume the script. It stops serving when dropped.
+//! Requests refused in steps 1-3 do not consume the script. It stops serving when dropped.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -67,6 +69,9 @@ struct Inner {
     default_status: Option<u16>,
     rejected_keys: HashSet<String>,
     requests: Vec<Recorded>,
+    /// Accepted requests per API key within the window, and the window.
+    limit: Option<(usize, Duration)>,
+    windows: HashMap<String, VecDeque<Instant>>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -118,6 +123,22 @@ impl BigPanda {
     /// The status answered once the script is used up.
     pub fn set_default(&self, status: u16) {
         self.lock().default_status = Some(status);
+    }
+
+    /// From now on, an API key gets `429` once `limit` of its requests were accepted within
+    /// the last `window` (a sliding window, like the Changes API's limit per organisation).
+    pub fn limit_per_key(&self, limit: usize, window: Duration) {
+        self.lock().limit = Some((limit, window));
+    }
+
+    /// The requests answered with a 429, in arrival order.
+    pub fn throttled(&self) -> Vec<Recorded> {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.status == 429)
+            .cloned()
+            .collect()
     }
 
     /// Requests with `Authorization: Bearer <key>` get 401 from now on.
@@ -212,10 +233,22 @@ async fn changes(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
             Reply::Status(401)
         } else if app_key.is_none() || !has_identifier {
             Reply::Status(400)
+        } else if over_limit(&mut inner, api_key.as_deref().unwrap_or_default(), received) {
+            Reply::Status(429)
         } else {
             let default = Reply::Status(inner.default_status.unwrap_or(204));
             inner.script.pop_front().unwrap_or(default)
         };
+        let status = status_of(&reply);
+        if let (Some(key), true) = (&api_key, (200..300).contains(&status)) {
+            if inner.limit.is_some() {
+                inner
+                    .windows
+                    .entry(key.clone())
+                    .or_default()
+                    .push_back(received);
+            }
+        }
         inner.requests.push(Recorded {
             received,
             authorization,
@@ -224,11 +257,26 @@ async fn changes(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
             content_type: text(header::CONTENT_TYPE),
             body: parsed,
             raw_body,
-            status: status_of(&reply),
+            status,
         });
         reply
     };
     answer(reply).await
+}
+
+/// Whether `api_key` is at its limit at `now` (forgetting acceptances older than the window).
+fn over_limit(inner: &mut Inner, api_key: &str, now: Instant) -> bool {
+    let Some((limit, window)) = inner.limit else {
+        return false;
+    };
+    let accepted = inner.windows.entry(api_key.to_owned()).or_default();
+    while accepted
+        .front()
+        .is_some_and(|at| now.duration_since(*at) >= window)
+    {
+        accepted.pop_front();
+    }
+    accepted.len() >= limit
 }
 
 fn status_of(reply: &Reply) -> u16 {
