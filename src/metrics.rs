@@ -220,7 +220,7 @@ pub const PACE_WRITE_OUTCOMES: [&str; 2] = ["ok", "conflict"];
 /// Outcomes of a token lease.
 pub const PACE_LEASE_OUTCOMES: [&str; 3] = ["granted", "empty", "error"];
 /// Why delivery is paused.
-pub const PAUSE_REASONS: [&str; 1] = ["changes_api"];
+pub const PAUSE_REASONS: [&str; 2] = ["changes_api", "aws"];
 
 fn pace_write_outcomes() -> Vec<&'static str> {
     PACE_WRITE_OUTCOMES.to_vec()

@@ -1,10 +1,13 @@
 //! Backpressure: when the Changes API fails for everyone (5xx, timeouts, refused connections,
-//! DNS), stop receiving and hold what is in flight instead of spending receives on an outage.
+//! DNS), or our own AWS access does (STS or S3 unavailable: throttled, 5xx, unreachable), stop
+//! receiving and hold what is in flight instead of spending receives on an outage.
 //!
-//! The signal is a message whose delivery failed as `bigpanda_unavailable` (its change gave up
-//! after its patience, `worker.change_retry_seconds`) while no delivery of any customer
-//! succeeded within that patience: the API is down for every key that has work, not for one
-//! customer (their 401/403 or broken role are other reasons, and a 429 never fails a change).
+//! The signal is a message that failed with one of [`OUTAGE_REASONS`] (`bigpanda_unavailable`:
+//! its change gave up after its patience, `worker.change_retry_seconds`; `sts_unavailable` or
+//! `s3_unavailable` after the SDK's own retries) while no delivery of any customer succeeded
+//! within that patience: the dependency is down for everyone that has work, not for one
+//! customer (their 401/403, refused role or denied bucket are other reasons, and a 429 never
+//! fails a change).
 //! While paused, the pollers receive nothing; messages in flight keep their slot and their
 //! heartbeat, and one of them at a time is tried again as a probe at a growing interval
 //! ([`PROBE_FIRST`] doubling up to [`PROBE_MAX`]). The first success resumes delivery. One log
@@ -21,8 +24,22 @@ use tokio_util::sync::CancellationToken;
 use super::fate::{Failure, Processed};
 use crate::metrics as m;
 
-/// The failure reason that signals a Changes API outage.
-pub const OUTAGE_REASON: &str = "bigpanda_unavailable";
+/// The failure reasons that signal an outage, with the `reason` label of `ctc_delivery_paused`:
+/// the Changes API's, or our own AWS access's.
+pub const OUTAGE_REASONS: [(&str, &str); 3] = [
+    ("bigpanda_unavailable", "changes_api"),
+    ("sts_unavailable", "aws"),
+    ("s3_unavailable", "aws"),
+];
+
+/// The `ctc_delivery_paused` label for a failure reason, when it signals an outage.
+#[must_use]
+pub fn outage(reason: &str) -> Option<&'static str> {
+    OUTAGE_REASONS
+        .iter()
+        .find(|(r, _)| *r == reason)
+        .map(|(_, label)| *label)
+}
 /// The first probe's delay after a pause begins.
 pub const PROBE_FIRST: Duration = Duration::from_secs(1);
 /// The longest interval between probes.
@@ -162,23 +179,28 @@ impl Backpressure {
     /// delivery is now paused, so the message should be held rather than given back.
     pub fn record(&self, processed: &Processed) -> bool {
         let now = Instant::now();
-        let change = match processed {
-            Processed::Delivered { .. } => self.lock().on_success(now),
-            Processed::Failed(Failure::Transient { reason, .. }) if *reason == OUTAGE_REASON => {
-                self.lock().on_outage(now)
-            }
+        let outage_label = match processed {
+            Processed::Failed(Failure::Transient { reason, .. }) => outage(reason),
+            _ => None,
+        };
+        let change = match (processed, outage_label) {
+            (Processed::Delivered { .. }, _) => self.lock().on_success(now),
+            (_, Some(_)) => self.lock().on_outage(now),
             _ => None,
         };
         match change {
             Some(Change::Paused) => {
-                metrics::gauge!(m::DELIVERY_PAUSED, "reason" => "changes_api").set(1.0);
+                let label = outage_label.unwrap_or("changes_api");
+                metrics::gauge!(m::DELIVERY_PAUSED, "reason" => label).set(1.0);
                 tracing::warn!(
-                    reason = "changes_api",
-                    "the Changes API fails for every customer with work: delivery paused (no new receives; in-flight messages held and probed)"
+                    reason = label,
+                    "a dependency fails for every customer with work: delivery paused (no new receives; in-flight messages held and probed)"
                 );
             }
             Some(Change::Resumed { paused_for }) => {
-                metrics::gauge!(m::DELIVERY_PAUSED, "reason" => "changes_api").set(0.0);
+                for (_, label) in OUTAGE_REASONS {
+                    metrics::gauge!(m::DELIVERY_PAUSED, "reason" => label).set(0.0);
+                }
                 tracing::info!(
                     paused_seconds = paused_for.as_secs(),
                     "a probe succeeded: delivery resumed"
@@ -189,12 +211,11 @@ impl Backpressure {
         if change.is_some() {
             self.changed.notify_waiters();
         }
-        let outage = matches!(processed, Processed::Failed(Failure::Transient { reason, .. }) if *reason == OUTAGE_REASON);
-        if outage {
+        if outage_label.is_some() {
             // A failed probe frees the next probe's turn.
             self.changed.notify_waiters();
         }
-        outage && self.lock().is_paused()
+        outage_label.is_some() && self.lock().is_paused()
     }
 
     /// Waits while delivery is paused (the pollers' hook); returns at once otherwise, or
@@ -300,6 +321,21 @@ mod tests {
             now = next;
         }
         assert_eq!(intervals, vec![2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn the_changes_api_and_our_own_aws_access_are_outages_a_customers_failures_are_not() {
+        assert_eq!(outage("bigpanda_unavailable"), Some("changes_api"));
+        assert_eq!(outage("sts_unavailable"), Some("aws"));
+        assert_eq!(outage("s3_unavailable"), Some("aws"));
+        for customer in [
+            "role_refused",
+            "access_denied",
+            "bigpanda_unauthorized",
+            "unknown_bucket",
+        ] {
+            assert_eq!(outage(customer), None, "{customer}");
+        }
     }
 
     #[test]
