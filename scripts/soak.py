@@ -871,6 +871,11 @@ def run(a):
                     f"stand-in slow window before the {action}", chaos_problems)
             faults["stand-in slow"] += 1
             mid = uploader.wait_next_burst(every + 2)
+            if not mid:
+                # The bursts are over (the daemon kept up with them): put a few delivered
+                # objects again (upserts; counted as duplicates) so the signal meets work.
+                for path in files[:: max(1, len(files) // 6)][:6]:
+                    uploader.put(path)
             inflight = daemon.wait_in_flight(4, 10)
             if inflight < 1:
                 started = time.time()
