@@ -211,7 +211,7 @@ async fn a_change_bigpanda_rejects_waits_in_the_dlq_and_redrive_delivers_it() {
 }
 
 /// A file whose list of changes differs under `filter.keep_failed = true` from the third
-/// change on (42 changes by default, 46 keeping failed calls).
+/// change on (40 changes by default, 44 keeping failed calls).
 const MIXED_FILE: &str =
     "218007301253_CloudTrail_us-east-1_20230710T1210Z_6CICdbJQM3beT7n3.json.gz";
 
@@ -244,7 +244,7 @@ async fn a_checkpoint_counted_under_other_filter_settings_is_not_trusted() {
         .await;
     stack.subscribe(first.api, &stack.bucket).await;
     let (_, expected) = stack.put_file(MIXED_FILE).await;
-    assert_eq!(expected.len(), 42);
+    assert_eq!(expected.len(), 40);
     assert!(
         until(Duration::from_secs(60), || {
             stack.bigpanda.all().iter().any(|r| r.status == 500)
