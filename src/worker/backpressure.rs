@@ -3,7 +3,8 @@
 //! receiving and hold what is in flight instead of spending receives on an outage.
 //!
 //! The signal is a message that failed with one of [`OUTAGE_REASONS`] (`bigpanda_unavailable`:
-//! its change gave up after its patience, `worker.change_retry_seconds`; `sts_unavailable` or
+//! its change gave up after its patience, `worker.change_retry_seconds`; `bigpanda_endpoint`:
+//! the base URL does not answer like the Changes API; `sts_unavailable` or
 //! `s3_unavailable` after the SDK's own retries) while no delivery of any customer succeeded
 //! within that patience: the dependency is down for everyone that has work, not for one
 //! customer (their 401/403, refused role or denied bucket are other reasons, and a 429 never
@@ -26,8 +27,10 @@ use crate::metrics as m;
 
 /// The failure reasons that signal an outage, with the `reason` label of `ctc_delivery_paused`:
 /// the Changes API's, or our own AWS access's.
-pub const OUTAGE_REASONS: [(&str, &str); 3] = [
+pub const OUTAGE_REASONS: [(&str, &str); 4] = [
     ("bigpanda_unavailable", "changes_api"),
+    // A wrong `bigpanda.base_url` (or a proxy in front of it) fails every key alike.
+    ("bigpanda_endpoint", "changes_api"),
     ("sts_unavailable", "aws"),
     ("s3_unavailable", "aws"),
 ];
@@ -326,6 +329,7 @@ mod tests {
     #[test]
     fn the_changes_api_and_our_own_aws_access_are_outages_a_customers_failures_are_not() {
         assert_eq!(outage("bigpanda_unavailable"), Some("changes_api"));
+        assert_eq!(outage("bigpanda_endpoint"), Some("changes_api"));
         assert_eq!(outage("sts_unavailable"), Some("aws"));
         assert_eq!(outage("s3_unavailable"), Some("aws"));
         for customer in [
