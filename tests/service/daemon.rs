@@ -126,14 +126,15 @@ async fn cloudtrail_notifications_and_eventbridge_events_naming_several_objects_
     // first, let those notifications deliver, then send the other kinds by hand.
     let (k1, e1) = stack.put_file(FILES[2].0).await;
     let (k2, e2) = stack.put_file(FILES[3].0).await;
-    let total = e1.len() + e2.len();
+    let (k3, e3) = stack.put_file(FILES[1].0).await;
+    let total = e1.len() + e2.len() + e3.len();
     assert!(
         stack
             .bigpanda
             .wait_for_accepted(total, Duration::from_secs(30))
             .await
     );
-    // One CloudTrail notification naming both objects: both are sent again (upserts).
+    // One CloudTrail notification naming two objects: both are sent again (upserts).
     stack
         .aws
         .send_message(
@@ -141,23 +142,27 @@ async fn cloudtrail_notifications_and_eventbridge_events_naming_several_objects_
             &cloudtrail_sns_notification(&stack.bucket, &[&k1, &k2]),
         )
         .await;
+    let again = total + e1.len() + e2.len();
     assert!(
         stack
             .bigpanda
-            .wait_for_accepted(2 * total, Duration::from_secs(30))
+            .wait_for_accepted(again, Duration::from_secs(30))
             .await
     );
+    // An EventBridge event for the third object. Not for one the CloudTrail notification named:
+    // while that message's checkpoint is not yet cleared (it is, after the batched delete), a
+    // second notification of the same object without an eTag rightly resumes at its end.
     stack
         .aws
         .send_message(
             &stack.queues.url,
-            &eventbridge_object_created(&stack.bucket, &k2),
+            &eventbridge_object_created(&stack.bucket, &k3),
         )
         .await;
     assert!(
         stack
             .bigpanda
-            .wait_for_accepted(2 * total + e2.len(), Duration::from_secs(30))
+            .wait_for_accepted(again + e3.len(), Duration::from_secs(30))
             .await
     );
     let ids: BTreeSet<String> = accepted_by_id(&stack.bigpanda).into_keys().collect();

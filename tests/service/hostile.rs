@@ -8,7 +8,7 @@
 
 use crate::support::bigpanda::Reply;
 use crate::support::prerequisite;
-use crate::support::stack::{Running, Stack};
+use crate::support::stack::{Binary, Stack};
 use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -149,8 +149,8 @@ async fn assert_queue_drains(stack: &Stack) {
     }
 }
 
-async fn metrics(daemon: &Running) -> String {
-    reqwest::get(format!("http://{}/metrics", daemon.ops))
+async fn metrics(ops: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{ops}/metrics"))
         .await
         .expect("GET /metrics")
         .text()
@@ -173,34 +173,22 @@ fn sample(page: &str, series: &str) -> f64 {
 
 // ---- memory ------------------------------------------------------------------------------
 
-/// Memory tests run one at a time: peak RSS is a property of the whole test process.
+/// Memory tests run the real binary, so what they measure is the daemon's own memory and not
+/// the test process's (where other tests run at the same time), and they run one at a time so
+/// that their large objects do not compete for the two cores.
 static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(field)?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
-}
-
-/// Resets the process's peak RSS (Linux `clear_refs` 5) and returns the RSS to measure from.
+/// Resets the daemon's peak RSS (Linux `clear_refs` 5) and returns the RSS to measure from.
 /// Where the peak cannot be reset, growth measured from the peak so far would be under-reported
 /// and a bound on it proves nothing: `None`, after reporting the missing prerequisite of `test`
 /// (a failure with `CI` set), and the caller leaves the bound out.
-fn peak_baseline_kib(test: &str) -> Option<u64> {
-    match std::fs::write("/proc/self/clear_refs", "5") {
-        Ok(()) => Some(status_kib("VmRSS:")),
+fn peak_baseline_kib(test: &str, daemon: &Binary) -> Option<u64> {
+    match daemon.reset_peak_rss() {
+        Ok(()) => Some(daemon.status_kib("VmRSS:")),
         Err(e) => {
             let why = format!(
-                "cannot reset the peak RSS (write 5 to /proc/self/clear_refs: {e}), so the memory bound is not checked"
+                "cannot reset the daemon's peak RSS (write 5 to /proc/{}/clear_refs: {e}), so the memory bound is not checked",
+                daemon.child.id()
             );
             prerequisite::missing(test, &why);
             None
@@ -213,9 +201,9 @@ fn shown(growth: Option<u64>) -> String {
     growth.map_or_else(|| "(not measured)".to_owned(), |g| format!("{g} MiB"))
 }
 
-/// The peak RSS's growth since `baseline` (see [`peak_baseline_kib`]).
-fn peak_growth_mib(baseline_kib: Option<u64>) -> Option<u64> {
-    baseline_kib.map(|b| status_kib("VmHWM:").saturating_sub(b) / 1024)
+/// The daemon's peak RSS's growth since `baseline` (see [`peak_baseline_kib`]).
+fn peak_growth_mib(baseline_kib: Option<u64>, daemon: &Binary) -> Option<u64> {
+    baseline_kib.map(|b| daemon.status_kib("VmHWM:").saturating_sub(b) / 1024)
 }
 
 // ---- message bodies ----------------------------------------------------------------------
@@ -511,7 +499,7 @@ async fn keys_with_dot_segments_control_characters_or_over_1024_bytes_are_skippe
     let daemon = stack.start(&[]).await;
     stack.subscribe(daemon.api, &stack.bucket).await;
     let skipped_before = sample(
-        &metrics(&daemon).await,
+        &metrics(daemon.ops).await,
         "ctc_messages_skipped_total{reason=\"not_cloudtrail\"}",
     );
     // Real objects holding a good file under keys the daemon must refuse: had it read any of
@@ -581,7 +569,7 @@ async fn keys_with_dot_segments_control_characters_or_over_1024_bytes_are_skippe
         "only the 1024-byte key was delivered"
     );
     let skipped = sample(
-        &metrics(&daemon).await,
+        &metrics(daemon.ops).await,
         "ctc_messages_skipped_total{reason=\"not_cloudtrail\"}",
     ) - skipped_before;
     assert!(
@@ -706,12 +694,15 @@ async fn a_gzip_bomb_and_an_oversized_object_are_refused_as_too_large_with_bound
     let _serial = MEMORY.lock().await;
     let stack = Stack::new("hostile-bomb", 5, None).await;
     let limit = 64 << 20;
-    let daemon = stack
-        .start(&[
+    let daemon = Binary::start(
+        &stack,
+        "daemon",
+        &[
             ("CTC__RECORDS__MAX_DECOMPRESSED_BYTES", &limit.to_string()),
             ("CTC__RECORDS__MAX_OBJECT_BYTES", &(4 << 20).to_string()),
-        ])
-        .await;
+        ],
+    )
+    .await;
     stack.subscribe(daemon.api, &stack.bucket).await;
     // 1 GiB of whitespace inside `Records` from about 1 MB stored: the reader holds none of it,
     // so only the decompressed limit stops it.
@@ -734,6 +725,7 @@ async fn a_gzip_bomb_and_an_oversized_object_are_refused_as_too_large_with_bound
     );
     let baseline = peak_baseline_kib(
         "a_gzip_bomb_and_an_oversized_object_are_refused_as_too_large_with_bounded_memory",
+        &daemon,
     );
     let started = Instant::now();
     for (name, bytes) in [
@@ -748,7 +740,7 @@ async fn a_gzip_bomb_and_an_oversized_object_are_refused_as_too_large_with_bound
     }
 
     let dead = dead_letters(&stack, 3).await;
-    let growth = peak_growth_mib(baseline);
+    let growth = peak_growth_mib(baseline, &daemon);
     let details: Vec<&str> = dead
         .iter()
         .map(|(attrs, _)| {
@@ -792,7 +784,7 @@ async fn a_100_mb_record_is_refused_as_too_large_after_the_records_before_it_wit
     let _serial = MEMORY.lock().await;
     let stack = Stack::new("hostile-record", 5, None).await;
     // The default limits: max_record_bytes is 4 MiB.
-    let daemon = stack.start(&[]).await;
+    let daemon = Binary::start(&stack, "daemon", &[]).await;
     stack.subscribe(daemon.api, &stack.bucket).await;
     let before = r#"{"eventVersion":"1.08","eventID":"before-the-giant","eventTime":"2024-03-01T10:20:30Z","eventName":"CreateUser","eventSource":"iam.amazonaws.com","awsRegion":"us-east-1","userIdentity":{"type":"IAMUser","userName":"bob"}}"#;
     let head = format!(
@@ -802,12 +794,13 @@ async fn a_100_mb_record_is_refused_as_too_large_after_the_records_before_it_wit
     assert!(object.len() < 1 << 20, "{} bytes stored", object.len());
     let baseline = peak_baseline_kib(
         "a_100_mb_record_is_refused_as_too_large_after_the_records_before_it_with_bounded_memory",
+        &daemon,
     );
     let key = log_key("giant-record");
     stack.aws.put_object(&stack.bucket, &key, object).await;
 
     let dead = dead_letters(&stack, 1).await;
-    let growth = peak_growth_mib(baseline);
+    let growth = peak_growth_mib(baseline, &daemon);
     let (attrs, _) = &dead[0];
     assert_attributes(&stack, attrs, "object_too_large");
     let detail = &attrs["failure_detail"];
@@ -976,15 +969,18 @@ async fn a_flood_of_notifications_naming_long_unknown_buckets_does_not_accumulat
     let _serial = MEMORY.lock().await;
     let stack = Stack::new("hostile-flood", 5, None).await;
     // Few messages at a time: what is in flight is small next to what could be kept.
-    let daemon = stack
-        .start(&[("CTC__WORKER__MAX_INFLIGHT_MESSAGES", "4")])
-        .await;
+    let daemon = Binary::start(
+        &stack,
+        "daemon",
+        &[("CTC__WORKER__MAX_INFLIGHT_MESSAGES", "4")],
+    )
+    .await;
     stack.subscribe(daemon.api, &stack.bucket).await;
     // S3 bucket names are at most 63 characters; a forged notification can name anything.
     let (n, size) = (1000usize, 100 * 1024);
     let named_mib = (n * size) >> 20;
     let key = log_key("flood");
-    let before = status_kib("VmRSS:");
+    let before = daemon.status_kib("VmRSS:");
     // Each body names the bucket twice (name and ARN): four fit in one 1 MiB batch.
     for batch in 0..n / 4 {
         let entries: Vec<_> = (0..4)
@@ -1016,7 +1012,7 @@ async fn a_flood_of_notifications_naming_long_unknown_buckets_does_not_accumulat
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_queue_drains(&stack).await;
-    let grown = status_kib("VmRSS:").saturating_sub(before) / 1024;
+    let grown = daemon.status_kib("VmRSS:").saturating_sub(before) / 1024;
     eprintln!(
         "{n} notifications naming distinct unknown buckets ({named_mib} MiB of names): RSS grew {grown} MiB in {:?}",
         started.elapsed()
@@ -1045,15 +1041,18 @@ async fn thirty_two_large_objects_in_flight_at_once_stay_within_the_stated_memor
         .unwrap_or(8);
     let _serial = MEMORY.lock().await;
     let stack = Stack::new("hostile-large", 5, None).await;
-    let daemon = stack
-        .start(&[
+    let daemon = Binary::start(
+        &stack,
+        "daemon",
+        &[
             ("CTC__WORKER__MAX_INFLIGHT_MESSAGES", "32"),
             ("CTC__WORKER__MAX_INFLIGHT_PER_SUBSCRIPTION", "32"),
             ("CTC__BIGPANDA__MAX_CONCURRENCY_PER_KEY", "32"),
             ("CTC__BIGPANDA__REQUEST_TIMEOUT_SECONDS", "60"),
             ("CTC__WORKER__CHANGE_RETRY_SECONDS", "120"),
-        ])
-        .await;
+        ],
+    )
+    .await;
     stack.subscribe(daemon.api, &stack.bucket).await;
     // Each object: one change first, then `mib_per_object` MiB of read-only records (dropped by the filter).
     // Its change is answered after 20 s, longer than putting all the objects takes, so every
@@ -1080,6 +1079,7 @@ async fn thirty_two_large_objects_in_flight_at_once_stay_within_the_stated_memor
 
     let baseline = peak_baseline_kib(
         "thirty_two_large_objects_in_flight_at_once_stay_within_the_stated_memory_bound",
+        &daemon,
     );
     let started = Instant::now();
     let sample_stop = CancellationToken::new();
@@ -1111,7 +1111,7 @@ async fn thirty_two_large_objects_in_flight_at_once_stay_within_the_stated_memor
     assert_queue_drains(&stack).await;
     sample_stop.cancel();
     let max_in_flight = sampler.await.expect("sampler");
-    let growth = peak_growth_mib(baseline);
+    let growth = peak_growth_mib(baseline, &daemon);
     assert!(
         delivered,
         "{} of {OBJECTS} changes",
@@ -1130,7 +1130,7 @@ async fn thirty_two_large_objects_in_flight_at_once_stay_within_the_stated_memor
     let mut expected: Vec<String> = objects.iter().map(|(_, _, id)| id.clone()).collect();
     expected.sort();
     assert_eq!(sent, expected);
-    let page = metrics(&daemon).await;
+    let page = metrics(daemon.ops).await;
     let dropped = sample(&page, r#"ctc_records_dropped_total{reason="read_only"}"#);
     eprintln!(
         "{OBJECTS} objects of {mib_per_object} MiB of JSON ({} MiB stored), at most {max_in_flight} \

@@ -307,18 +307,24 @@ impl Running {
 pub struct Binary {
     pub child: std::process::Child,
     pub api: std::net::SocketAddr,
+    /// The admin listener (metrics, health).
+    pub ops: std::net::SocketAddr,
     pub log: PathBuf,
+}
+
+/// A port free right now on the loopback interface.
+fn free_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    l.local_addr().expect("addr")
 }
 
 impl Binary {
     pub async fn start(stack: &Stack, name: &str, extra: &[(&str, &str)]) -> Binary {
-        let api = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr")
-        };
-        let listen = api.to_string();
+        let (api, ops) = (free_port(), free_port());
+        let (listen, admin) = (api.to_string(), ops.to_string());
         let mut extra = extra.to_vec();
         extra.push(("CTC__API__LISTEN", &listen));
+        extra.push(("CTC__ADMIN__LISTEN", &admin));
         let log = stack.dir.join(format!("{name}.log"));
         let child = super::binary::command(&["run"], stack.env(&extra))
             .stdout(std::process::Stdio::null())
@@ -334,7 +340,42 @@ impl Binary {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Binary { child, api, log }
+        Binary {
+            child,
+            api,
+            ops,
+            log,
+        }
+    }
+
+    /// A `kB` field of the daemon's `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), in KiB: the
+    /// daemon's own memory, whatever else the test process runs at the same time.
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(field)?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {field} in {path}"))
+    }
+
+    /// Resets the daemon's peak RSS (`VmHWM`) to its current RSS (Linux `clear_refs` 5).
+    pub fn reset_peak_rss(&self) -> std::io::Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+    }
+
+    /// SIGTERM, then the exit within a minute with status 0 (panics otherwise, with the log).
+    pub async fn stop(self) {
+        self.signal("-TERM");
+        let (status, log) = self.wait(Duration::from_secs(60)).await;
+        assert!(status.success(), "daemon exit {status}: {log}");
     }
 
     pub fn signal(&self, signal: &str) {
