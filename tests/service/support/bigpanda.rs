@@ -27,13 +27,16 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 /// One scripted answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Reply {
     Status(u16),
     /// The status with a `Retry-After: <secs>` header (e.g. a 429).
     StatusWithRetryAfter(u16, u64),
     /// Waits, then answers the status (a slow API; the client may time out first).
     Delay(Duration, u16),
+    /// Waits until the token is cancelled (a test's gate), then answers the status; after
+    /// `Duration` at most, so a test that fails before opening the gate never hangs the server.
+    Held(CancellationToken, Duration, u16),
 }
 
 /// One request to `POST /data/changes`, as received.
@@ -283,7 +286,8 @@ fn status_of(reply: &Reply) -> u16 {
     match *reply {
         Reply::Status(status)
         | Reply::StatusWithRetryAfter(status, _)
-        | Reply::Delay(_, status) => status,
+        | Reply::Delay(_, status)
+        | Reply::Held(_, _, status) => status,
     }
 }
 
@@ -291,6 +295,9 @@ async fn answer(reply: Reply) -> Response {
     let mut retry_after = None;
     match reply {
         Reply::Delay(delay, _) => tokio::time::sleep(delay).await,
+        Reply::Held(ref gate, most, _) => {
+            let _ = tokio::time::timeout(most, gate.cancelled()).await;
+        }
         Reply::StatusWithRetryAfter(_, secs) => retry_after = Some(secs),
         Reply::Status(_) => {}
     }
