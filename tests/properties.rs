@@ -672,7 +672,7 @@ impl Chunky {
 impl Read for Chunky {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.calls += 1;
-        if self.interrupt && self.calls % 3 == 0 {
+        if self.interrupt && self.calls.is_multiple_of(3) {
             return Err(io::ErrorKind::Interrupted.into());
         }
         let size = self.sizes[(self.calls - 1) % self.sizes.len()];

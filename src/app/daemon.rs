@@ -203,7 +203,7 @@ async fn tick(
     let period = watchdog.map_or(TICK, |w| (w / 2).min(TICK));
     let mut n = 0u32;
     loop {
-        if n % PROBE_EVERY == 0 {
+        if n.is_multiple_of(PROBE_EVERY) {
             // Any answer, found or not, proves the store is reachable.
             let ok = subscriptions.store().get("readiness-probe").await.is_ok();
             health.set_store_ok(ok);

@@ -418,7 +418,11 @@ fn write_checkpoint(
         params![object, accepted, expires_at],
     )?;
     // The first save of each process purges too, so a restart clears any backlog.
-    if inner.saves.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == 0 {
+    if inner
+        .saves
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(PURGE_EVERY)
+    {
         // Best effort: the save itself succeeded, and the next purge will catch up.
         if let Err(err) = conn.execute("DELETE FROM checkpoints WHERE expires_at <= ?1", [now]) {
             tracing::warn!(path = %inner.path.display(), error = %err, "purging expired checkpoints failed");
