@@ -139,12 +139,13 @@ async fn assert_still_delivers(stack: &Stack, tag: &str) {
 
 /// Waits until the queue is empty (every message deleted or moved), or panics.
 async fn assert_queue_drains(stack: &Stack) {
+    assert_queue_drains_within(stack, Duration::from_secs(60)).await;
+}
+
+async fn assert_queue_drains_within(stack: &Stack, timeout: Duration) {
     let started = Instant::now();
     while stack.aws.queue_depth(&stack.queues.url).await > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "messages left in the queue"
-        );
+        assert!(started.elapsed() < timeout, "messages left in the queue");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -1122,14 +1123,7 @@ async fn thirty_two_large_objects_in_flight_at_once_stay_within_the_stated_memor
         std::fs::read_to_string(&daemon.log).unwrap_or_default()
     );
     // Then every parser streams to its object's end and every message is deleted.
-    let started_draining = Instant::now();
-    while stack.aws.queue_depth(&stack.queues.url).await > 0 {
-        assert!(
-            started_draining.elapsed() < Duration::from_secs(600),
-            "messages left in the queue"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    assert_queue_drains_within(&stack, Duration::from_secs(600)).await;
     sample_stop.cancel();
     let max_in_flight = sampler.await.expect("sampler");
     let growth = peak_growth_mib(baseline, &daemon);

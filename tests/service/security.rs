@@ -9,7 +9,7 @@
 //! predicate sees every request (method, path, headers, body) and records it.
 
 use crate::support::proxy::{Fault, Match, Proxy};
-use crate::support::stack::{Running, Stack};
+use crate::support::stack::{free_addr, Running, Stack};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -929,12 +929,6 @@ impl Canaries {
             panic!("leaked into {place}: {found}");
         }
     }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
 }
 
 /// The binary's environment: the stack's settings, trace logging in `format`, the canary

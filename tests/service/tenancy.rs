@@ -12,16 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::proxy::{Fault, Match, Proxy};
-use crate::support::stack::Stack;
+use crate::support::stack::{free_addr, Stack};
 
 /// The data key every service test's daemon seals keys with (`Stack::env`).
 pub const DATA_KEY: &str = "dGVuYW5jeS10ZXN0cy1kYXRhLWtleS0zMi1ieXRlcyE=";
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
 
 fn binary(args: &[&str], env: &HashMap<String, String>, log: &Path) -> Command {
     let mut command = crate::support::binary::command(args, env);

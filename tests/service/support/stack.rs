@@ -312,15 +312,16 @@ pub struct Binary {
     pub log: PathBuf,
 }
 
-/// A port free right now on the loopback interface.
-fn free_port() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-    l.local_addr().expect("addr")
+/// An address on the loopback interface whose port is free right now.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
 }
 
 impl Binary {
     pub async fn start(stack: &Stack, name: &str, extra: &[(&str, &str)]) -> Binary {
-        let (api, ops) = (free_port(), free_port());
+        let (api, ops) = (free_addr(), free_addr());
         let (listen, admin) = (api.to_string(), ops.to_string());
         let mut extra = extra.to_vec();
         extra.push(("CTC__API__LISTEN", &listen));
