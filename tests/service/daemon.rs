@@ -437,9 +437,7 @@ async fn a_daemon_killed_mid_object_resumes_from_its_checkpoint_and_delivers_eve
         expected[0]["identifier"].as_str(),
         "restarted from the beginning"
     );
-    second.signal("-TERM");
-    let (status, log) = second.wait(Duration::from_secs(30)).await;
-    assert!(status.success(), "{log}");
+    second.stop_within(Duration::from_secs(30)).await;
     assert_eq!(stack.aws.queue_depth(&stack.queues.url).await, 0);
 }
 
@@ -457,9 +455,7 @@ async fn sigterm_lets_in_flight_messages_finish_and_exits_zero() {
     stack.subscribe(daemon.api, &stack.bucket).await;
     stack.put_file(file).await;
     assert!(wait_for_count(&stack.bigpanda, 3, Duration::from_secs(30)).await >= 3);
-    daemon.signal("-TERM");
-    let (status, log) = daemon.wait(Duration::from_secs(40)).await;
-    assert!(status.success(), "{log}");
+    let log = daemon.stop_within(Duration::from_secs(40)).await;
     assert!(log.contains("stopped receiving"), "{log}");
     let ids: BTreeSet<_> = stack
         .bigpanda
@@ -490,9 +486,7 @@ async fn after_the_grace_period_unfinished_messages_are_released_and_delivered_b
     stack.put_file(file).await;
     assert!(wait_for_count(&stack.bigpanda, 3, Duration::from_secs(30)).await >= 3);
     let stopping = Instant::now();
-    first.signal("-TERM");
-    let (status, log) = first.wait(Duration::from_secs(20)).await;
-    assert!(status.success(), "{log}");
+    let log = first.stop_within(Duration::from_secs(20)).await;
     assert!(
         stopping.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -519,8 +513,7 @@ async fn after_the_grace_period_unfinished_messages_are_released_and_delivered_b
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(ids().len(), total);
-    second.signal("-TERM");
-    assert!(second.wait(Duration::from_secs(30)).await.0.success());
+    second.stop_within(Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,7 +77,7 @@ async fn a_fresh_daemon_shows_the_readmes_whole_metrics_table_at_zero_before_any
     let stack = Stack::new("fresh", 5, None).await;
     // The notification set-up queued S3's test event: without it no message ever arrives.
     stack.aws.drain(&stack.queues.url).await;
-    let ops = crate::support::stack::free_addr();
+    let ops = crate::support::free_addr();
     let log = stack.dir.join("fresh.log");
     let mut env = stack.env(&[]);
     env.insert("CTC__ADMIN__LISTEN".into(), ops.to_string());

@@ -316,7 +316,7 @@ async fn a_visibility_timeout_of_five_seconds_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_endpoint_fails_with_a_reachability_message() {
     set_aws_env();
-    let port = crate::support::stack::free_addr().port();
+    let port = crate::support::free_addr().port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let queue = format!("{endpoint}/{ACCOUNT_ID}/cloudtrail-changes");
     let dir = std::env::temp_dir().join(format!(

@@ -8,8 +8,9 @@
 //! AWS traffic is observed through the fault proxy with a rule that never matches: its
 //! predicate sees every request (method, path, headers, body) and records it.
 
+use crate::support::free_addr;
 use crate::support::proxy::{Fault, Match, Proxy};
-use crate::support::stack::{free_addr, Running, Stack};
+use crate::support::stack::{Running, Stack};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::support::free_addr;
 use crate::support::proxy::{Fault, Match, Proxy};
-use crate::support::stack::{free_addr, Stack};
+use crate::support::stack::Stack;
 
 /// The data key every service test's daemon seals keys with (`Stack::env`).
 pub const DATA_KEY: &str = "dGVuYW5jeS10ZXN0cy1kYXRhLWtleS0zMi1ieXRlcyE=";

@@ -22,3 +22,10 @@ pub mod moto;
 pub mod prerequisite;
 pub mod proxy;
 pub mod stack;
+
+/// An address on the loopback interface whose port is free right now.
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}

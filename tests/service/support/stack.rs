@@ -312,16 +312,9 @@ pub struct Binary {
     pub log: PathBuf,
 }
 
-/// An address on the loopback interface whose port is free right now.
-pub fn free_addr() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
 impl Binary {
     pub async fn start(stack: &Stack, name: &str, extra: &[(&str, &str)]) -> Binary {
-        let (api, ops) = (free_addr(), free_addr());
+        let (api, ops) = (super::free_addr(), super::free_addr());
         let (listen, admin) = (api.to_string(), ops.to_string());
         let mut extra = extra.to_vec();
         extra.push(("CTC__API__LISTEN", &listen));
@@ -374,9 +367,16 @@ impl Binary {
 
     /// SIGTERM, then the exit within a minute with status 0 (panics otherwise, with the log).
     pub async fn stop(self) {
+        self.stop_within(Duration::from_secs(60)).await;
+    }
+
+    /// SIGTERM, then the exit within `timeout` with status 0 (panics otherwise, with the log);
+    /// returns the log.
+    pub async fn stop_within(self, timeout: Duration) -> String {
         self.signal("-TERM");
-        let (status, log) = self.wait(Duration::from_secs(60)).await;
+        let (status, log) = self.wait(timeout).await;
         assert!(status.success(), "daemon exit {status}: {log}");
+        log
     }
 
     pub fn signal(&self, signal: &str) {
